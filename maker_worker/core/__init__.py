@@ -1,0 +1,1 @@
+"""Pure MAKER logic: voting, scaling laws, red flags. No redis, celery or httpx imports here."""
