@@ -1,0 +1,37 @@
+"""LLM provider adaptors and the factory that builds one from settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from maker_worker.config import Settings
+from maker_worker.errors import ConfigError, ProviderError
+from maker_worker.providers.base import Provider
+
+RetryHook = Callable[[ProviderError, int, float], None]
+
+
+def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = None) -> Provider:
+    """The provider adaptor for ``name``, configured from ``settings``.
+
+    Raises:
+        ConfigError: the provider is unknown or lacks its URL or API key.
+    """
+    from maker_worker.providers.openai import OpenAIProvider
+
+    common = {
+        "timeout_s": settings.http_timeout_s,
+        "max_retries": settings.max_retries,
+        "max_delay_ms": settings.max_delay_ms,
+        "on_retry": on_retry,
+    }
+    if name == "sim":
+        if not settings.sim_url:
+            raise ConfigError("provider 'sim' needs MAKER_SIM_URL (start one with `maker sim-server`)")
+        return OpenAIProvider(base_url=settings.sim_url, api_key=None, name="sim", **common)  # type: ignore[arg-type]
+    if name == "openai":
+        if settings.openai_api_key is None:
+            raise ConfigError("provider 'openai' needs OPENAI_API_KEY in the environment")
+        key = settings.openai_api_key.get_secret_value()
+        return OpenAIProvider(base_url=settings.openai_base_url, api_key=key, name="openai", **common)  # type: ignore[arg-type]
+    raise ConfigError(f"provider {name!r} is not available in this version; use sim or openai")

@@ -1,0 +1,60 @@
+"""Every Redis key maker_worker uses, built here and nowhere else.
+
+All keys live under ``maker:``. ``{job}`` is a job id, ``{step}`` a 0-based step index.
+
+============================================  ======  ==============================================
+key                                           type    content and lifetime
+============================================  ======  ==============================================
+``maker:jobs``                                zset    job ids scored by creation time (ms); no TTL
+``maker:job:{job}``                           hash    job record: spec, status, reason, steps_done,
+                                                      state, previous_move, epoch, counters; no TTL
+``maker:job:{job}:ledger``                    list    one JSON LedgerEntry per decided step, index =
+                                                      step; no TTL (the durable result)
+``maker:job:{job}:step:{step}:results``       stream  sample results of an open step; expires
+                                                      ``STEP_KEYS_TTL_S`` after the step is decided
+``maker:job:{job}:step:{step}:seen``          set     sample ids already recorded for the step (exactly
+                                                      once); same TTL as the results stream
+``maker:job:{job}:events``                    stream  live event feed for watchers, capped at
+                                                      ``EVENTS_STREAM_MAXLEN`` entries
+``maker:ratelimit:{provider}:{model}:rpm``    string  limiter theoretical arrival time (ms, Redis
+                                                      server clock); expires when idle
+============================================  ======  ==============================================
+"""
+
+from __future__ import annotations
+
+PREFIX = "maker"
+
+STEP_KEYS_TTL_S = 60
+"""How long a decided step's results and seen-set stay, for late duplicates to be answered."""
+
+EVENTS_STREAM_MAXLEN = 10_000
+"""Approximate cap on a job's live event stream (the event file is the full record)."""
+
+
+def jobs_index() -> str:
+    return f"{PREFIX}:jobs"
+
+
+def job(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def ledger(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:ledger"
+
+
+def step_results(job_id: str, step: int) -> str:
+    return f"{PREFIX}:job:{job_id}:step:{step}:results"
+
+
+def step_seen(job_id: str, step: int) -> str:
+    return f"{PREFIX}:job:{job_id}:step:{step}:seen"
+
+
+def job_events(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def rate_limit_rpm(provider: str, model: str) -> str:
+    return f"{PREFIX}:ratelimit:{provider}:{model}:rpm"

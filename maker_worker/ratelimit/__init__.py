@@ -1,0 +1,1 @@
+"""Cluster-wide provider rate limits, shared by every worker through Redis."""

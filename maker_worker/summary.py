@@ -1,0 +1,54 @@
+"""The JSON summary of a job, with ``errors_vs_oracle`` from a replay of its ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from maker_worker.core.pricing import cost_usd
+from maker_worker.domains.base import Domain
+from maker_worker.jobs import JobSummary, LedgerEntry
+from maker_worker.store import JobState
+
+
+def oracle_errors(domain: Domain, entries: Iterable[LedgerEntry]) -> int | None:
+    """Count decided steps that differ from the oracle's answer for the state they started from.
+
+    Returns None when the domain has no oracle for the job's first step.
+    """
+    state, previous_move = domain.initial_state(), None
+    errors = 0
+    for index, entry in enumerate(entries):
+        truth = domain.oracle(state, previous_move)
+        if truth is None and index == 0:
+            return None
+        if truth is None or (truth.move, truth.next_state) != (entry.move, entry.next_state):
+            errors += 1
+        state, previous_move = entry.next_state, entry.move
+    return errors
+
+
+def build_summary(job: JobState, errors_vs_oracle: int | None, events_path: str | None) -> JobSummary:
+    counters = job.counters
+    return JobSummary(
+        job_id=job.job_id,
+        status=job.status,
+        reason=job.reason,
+        task=job.spec.task,
+        steps=job.steps,
+        steps_done=job.steps_done,
+        k=job.spec.k,
+        samples=counters["samples"],
+        votes=counters["votes"],
+        red_flags=counters["red_flags"],
+        red_flags_by_type=job.red_flags_by_type,
+        api_errors=counters["api_errors"],
+        max_samples_in_a_step=job.max_samples_in_a_step,
+        errors_vs_oracle=errors_vs_oracle,
+        wall_s=round(job.wall_s, 3),
+        tokens_in=counters["tokens_in"],
+        tokens_out=counters["tokens_out"],
+        cost_usd=round(cost_usd(job.spec.model, counters["tokens_in"], counters["tokens_out"]), 6),
+        provider=job.spec.provider,
+        model=job.spec.model,
+        events_path=events_path,
+    )
