@@ -9,23 +9,27 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.exceptions import TyperException
 
 from maker_worker import __version__
 from maker_worker.config import Settings, load_settings
+from maker_worker.coordinator import StepCallback
 from maker_worker.core.scaling import expected_cost, expected_votes_per_step, k_min, p_full
 from maker_worker.domains import get_domain
 from maker_worker.errors import ConfigError, MakerError
 from maker_worker.jobs import JobStatus, JobSummary
+from maker_worker.providers import check_embedded_provider
 from maker_worker.runner import SimOptions, drive, finish, make_spec, resolve_k, services, submit
 from maker_worker.store import RedisStore
 
 EXIT_BAD_INPUT = 2
 EXIT_JOB_NOT_SUCCEEDED = 1
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="MAKER long-horizon LLM tasks on Celery + Redis.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="MAKER long-horizon LLM tasks on Celery + Redis."
+)
 stderr = Console(stderr=True)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML config file (else $MAKER_CONFIG).")]
@@ -55,11 +59,15 @@ def run(
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Embedded mode: local worker processes.")] = 2,
     sim_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator: P(correct answer).")] = 0.95,
-    sim_red_flag_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Simulator: red-flag rate.")] = 0.0,
+    sim_red_flag_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Simulator: red-flag rate.")
+    ] = 0.0,
     sim_latency_ms: Annotated[float, typer.Option(min=0.0, help="Simulator: latency per call.")] = 0.0,
     sim_seed: Annotated[int, typer.Option(help="Simulator: random seed.")] = 0,
     max_samples_per_step: Annotated[int | None, typer.Option(min=1, help="Pause a step past this.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the JSON summary as the last line.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the JSON summary as the last line.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Submit a job and drive it in the foreground until it finishes or pauses."""
@@ -67,12 +75,15 @@ def run(
         config, llm_provider=provider, model=model, max_samples_per_step=max_samples_per_step
     )
     domain = get_domain(task, disks=disks)
+    check_embedded_provider(settings.llm_provider, settings)
     spec = make_spec(settings, domain, resolve_k(k, target, p_estimate, domain.total_steps))
     sim = SimOptions(sim_p, sim_red_flag_rate, sim_latency_ms, sim_seed)
     with services(settings, workers=workers, sim=sim) as redis_url:
         store = RedisStore.from_url(redis_url)
         job_id = submit(store, domain, spec)
-        stderr.print(f"job {job_id}: {domain.name}, {domain.total_steps} steps, k={spec.k}, {_where(settings)}")
+        stderr.print(
+            f"job {job_id}: {domain.name}, {domain.total_steps} steps, k={spec.k}, {_where(settings)}"
+        )
         stderr.print(f"events: {settings.resolved_events_path(job_id)}")
         with _progress(domain.total_steps) as on_step:
             job, events_path = drive(settings, redis_url, job_id, on_step)
@@ -102,7 +113,7 @@ class _progress:
         )
         self.task_id = self.bar.add_task("steps", total=steps, rate="", samples=0, red_flags=0)
 
-    def __enter__(self) -> object:
+    def __enter__(self) -> StepCallback:
         self.bar.start()
         return self.update
 
@@ -113,7 +124,11 @@ class _progress:
         speed = self.bar.tasks[0].speed
         rate = f"{speed:7.1f} steps/s" if speed else ""
         self.bar.update(
-            self.task_id, completed=steps_done, rate=rate, samples=totals["samples"], red_flags=totals["red_flags"]
+            self.task_id,
+            completed=steps_done,
+            rate=rate,
+            samples=totals["samples"],
+            red_flags=totals["red_flags"],
         )
 
 
@@ -185,7 +200,7 @@ def estimate(
     """Scaling-law plan: k_min, success probability, expected votes and cost."""
     if (disks is None) == (steps is None):
         raise ConfigError("give exactly one of --disks or --steps")
-    total_steps = steps if steps is not None else 2**disks - 1  # type: ignore[operator]
+    total_steps = steps if steps is not None else 2 ** (disks or 0) - 1
     try:
         k = k_min(p, total_steps, target)
         plan = {
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = command.main(args=argv, prog_name="maker", standalone_mode=False)
     except TyperException as exc:  # click usage errors: bad option values, unknown options
-        _fail(exc.format_message() + _hint(exc))  # type: ignore[attr-defined]
+        _fail(exc.format_message() + _hint(exc))
     except MakerError as exc:
         _fail(str(exc))
     except (typer.Abort, KeyboardInterrupt):

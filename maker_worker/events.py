@@ -53,7 +53,9 @@ def sample_events(job_id: str, step: int, result: SampleResult) -> list[Event]:
     )
     events.append(completed | common)
     if result.red_flag is not None:
-        flagged = make_event("RedFlagTriggered", job_id, step, flag_type=result.red_flag, tokens_used=result.tokens_out)
+        flagged = make_event(
+            "RedFlagTriggered", job_id, step, flag_type=result.red_flag, tokens_used=result.tokens_out
+        )
         events.append(flagged | common)
     return events
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from maker_worker.config import Settings
-from maker_worker.core.redflags import length_red_flag
 from maker_worker.core.models import RedFlag
+from maker_worker.core.redflags import length_red_flag
 from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
 from maker_worker.errors import ConfigError, ProviderError, RateLimitedError
@@ -92,35 +92,34 @@ def sample_once(request: SampleRequest, provider: Provider) -> SampleResult:
     """Call the model once and judge the answer: a vote key, a red flag or an error."""
     domain = domain_for(request.task)
     prompt = domain.build_prompt(request.state, request.previous_move)
+    report = SampleResult(
+        sample_id=request.sample_id,
+        temperature=request.temperature,
+        provider=request.provider,
+        model=request.model,
+    )
     started_s = time.perf_counter()
-    common = {
-        "sample_id": request.sample_id,
-        "temperature": request.temperature,
-        "provider": request.provider,
-        "model": request.model,
-    }
     try:
         completion = provider.complete(
             prompt, model=request.model, temperature=request.temperature, max_tokens=request.max_output_tokens
         )
     except ProviderError as exc:
-        return SampleResult(
-            error=f"{type(exc).__name__}: {exc}",
-            error_retryable=exc.retryable,
-            finished_at=utc_timestamp(),
-            **common,
+        error = f"{type(exc).__name__}: {exc}"
+        return report.model_copy(
+            update={"error": error, "error_retryable": exc.retryable, "finished_at": utc_timestamp()}
         )
     latency_ms = (time.perf_counter() - started_s) * 1000
     red_flag = length_red_flag(completion, request.red_flag_max_tokens)
     candidate = None if red_flag else domain.parse(completion.text)
     if red_flag is None and candidate is None:
         red_flag = RedFlag.BAD_FORMAT
-    return SampleResult(
-        vote_key=None if candidate is None else candidate.vote_key,
-        red_flag=None if red_flag is None else red_flag.value,
-        tokens_in=completion.tokens_in,
-        tokens_out=completion.tokens_out,
-        latency_ms=latency_ms,
-        finished_at=utc_timestamp(),
-        **common,
+    return report.model_copy(
+        update={
+            "vote_key": None if candidate is None else candidate.vote_key,
+            "red_flag": None if red_flag is None else red_flag.value,
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "latency_ms": latency_ms,
+            "finished_at": utc_timestamp(),
+        }
     )

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -90,7 +90,7 @@ class RedisStore:
         """Store a new queued job and return its id."""
         job_id = new_job_id()
         now_s = time.time()
-        record = {
+        record: dict[str, str | int | float] = {
             "spec": spec.model_dump_json(),
             "status": JobStatus.QUEUED.value,
             "steps": steps,
@@ -102,14 +102,14 @@ class RedisStore:
         }
         with _redis_errors("creating a job"):
             pipe = self.client.pipeline()
-            pipe.hset(keys.job(job_id), mapping=record)
+            pipe.hset(keys.job(job_id), mapping=record)  # type: ignore[arg-type]  # invariant key type
             pipe.zadd(keys.jobs_index(), {job_id: now_s * 1000})
             pipe.execute()
         return job_id
 
     def load_job(self, job_id: str) -> JobState:
         with _redis_errors("reading a job"):
-            fields = self.client.hgetall(keys.job(job_id))
+            fields = cast(dict[str, str], self.client.hgetall(keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(f"no job with id {job_id!r}; `maker list` shows the known jobs")
         return JobState(job_id, fields)
@@ -123,7 +123,9 @@ class RedisStore:
             epoch, _ = pipe.execute()
         return str(epoch)
 
-    def set_status(self, job_id: str, status: JobStatus, reason: str | None = None, wall_s: float = 0) -> None:
+    def set_status(
+        self, job_id: str, status: JobStatus, reason: str | None = None, wall_s: float = 0
+    ) -> None:
         with _redis_errors("updating a job"):
             self.client.hset(
                 keys.job(job_id),
@@ -140,15 +142,17 @@ class RedisStore:
         """Record a sample result once: returns 'recorded', 'duplicate' or 'late'."""
         job_keys = [keys.job(job_id), keys.step_seen(job_id, step), keys.step_results(job_id, step)]
         with _redis_errors("recording a sample"):
-            outcome = self._record_sample(keys=job_keys, args=[step, result.sample_id, result.model_dump_json()])
+            outcome = self._record_sample(
+                keys=job_keys, args=[step, result.sample_id, result.model_dump_json()]
+            )
         return str(outcome)
 
     def read_results(
-        self, job_id: str, step: int, after_id: str, block_ms: int
+        self, job_id: str, step: int, after_id: str, block_ms: int | None
     ) -> tuple[list[SampleResult], str]:
-        """Results recorded after stream id ``after_id``, waiting up to ``block_ms`` for one."""
+        """Results recorded after stream id ``after_id``, waiting up to ``block_ms`` (None: no wait)."""
         with _redis_errors("reading sample results"):
-            reply = self.client.xread({keys.step_results(job_id, step): after_id}, block=block_ms)
+            reply: Any = self.client.xread({keys.step_results(job_id, step): after_id}, block=block_ms)
         results: list[SampleResult] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
@@ -208,4 +212,4 @@ class RedisStore:
 
     def job_ids(self) -> list[str]:
         with _redis_errors("listing jobs"):
-            return list(self.client.zrange(keys.jobs_index(), 0, -1))
+            return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))

@@ -20,12 +20,12 @@ def p_step(p: float, k: int) -> float:
         return 1.0
     if p == 0.0:
         return 0.0
-    return 1.0 / (1.0 + ((1.0 - p) / p) ** k)
+    return 1.0 / (1.0 + math.pow((1.0 - p) / p, k))
 
 
 def p_full(p: float, k: int, steps: int, steps_per_agent: int = 1) -> float:
     """Probability that every one of ``steps`` steps is decided correctly."""
-    return p_step(p, k) ** (steps / steps_per_agent)
+    return math.pow(p_step(p, k), steps / steps_per_agent)
 
 
 def k_min(p: float, steps: int, target: float, steps_per_agent: int = 1) -> int:

@@ -35,3 +35,14 @@ def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = N
         key = settings.openai_api_key.get_secret_value()
         return OpenAIProvider(base_url=settings.openai_base_url, api_key=key, name="openai", **common)  # type: ignore[arg-type]
     raise ConfigError(f"provider {name!r} is not available in this version; use sim or openai")
+
+
+def check_embedded_provider(name: str, settings: Settings) -> None:
+    """Fail before an embedded run starts if its local workers would lack a URL or API key.
+
+    Workers of a shared deployment hold their own configuration; they report a missing key
+    as a non-retryable sample error, which pauses the job with that reason.
+    """
+    if settings.redis_url or name == "sim":
+        return  # shared workers: not ours to check; sim: the embedded run starts one
+    build_provider(name, settings).close()

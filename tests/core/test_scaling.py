@@ -11,7 +11,16 @@ MILLION_STEPS = 1_048_575
 
 @pytest.mark.parametrize(
     ("error_rate", "expected_k"),
-    [(0.0022, 3), (0.0018, 3), (0.0358, 6), (0.3571, 29), (0.1839, 12), (0.2342, 15), (0.0569, 6), (0.0393, 6)],
+    [
+        (0.0022, 3),
+        (0.0018, 3),
+        (0.0358, 6),
+        (0.3571, 29),
+        (0.1839, 12),
+        (0.2342, 15),
+        (0.0569, 6),
+        (0.0393, 6),
+    ],
 )
 def test_k_min_matches_the_papers_model_table(error_rate: float, expected_k: int) -> None:
     assert k_min(1 - error_rate, MILLION_STEPS, 0.95) == expected_k
