@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,4 +122,3 @@ class JobSummary(BaseModel):
     provider: str
     model: str
     events_path: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
