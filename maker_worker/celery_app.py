@@ -49,12 +49,18 @@ class CeleryDispatcher:
         self.app = app
 
     def dispatch(self, requests: Sequence[SampleRequest]) -> None:
-        with self.app.producer_or_acquire() as producer:
+        # One pipelined round trip for the whole round (kombu >= 5.7 publish batches).
+        with self.app.producer_or_acquire() as producer, producer.batch():
             for request in requests:
                 self.app.send_task(
                     SAMPLE_TASK,
                     args=[request.model_dump(mode="json")],
-                    queue=SAMPLE_QUEUE,
+                    # Flower shows this instead of a repr of the whole state (and it is cheaper).
+                    argsrepr=f"[{request.sample_id}]",
+                    kwargsrepr="{}",
+                    # The anonymous exchange routes by queue name: no binding lookup per message.
+                    exchange="",
+                    routing_key=SAMPLE_QUEUE,
                     producer=producer,
                     ignore_result=True,
                 )

@@ -210,6 +210,7 @@ class Coordinator:
             provider=spec.provider,
             model=spec.model,
             temperature=spec.first_temperature if (fresh and n == 0) else spec.temperature,
+            check_step_open=not (fresh and book.rounds == 0),
             max_output_tokens=spec.max_output_tokens,
             red_flag_max_tokens=spec.red_flag_max_tokens,
         )

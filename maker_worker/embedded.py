@@ -88,7 +88,7 @@ class Embedded:
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file: IO[bytes] = self._stack.enter_context((self.log_dir / f"{name}.log").open("ab"))
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=self.env)
@@ -103,7 +103,7 @@ class Embedded:
         port = free_port()
         args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir)]
         args += ["--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
-        process = self._spawn("redis", args)
+        process = self.spawn("redis", args)
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url)
         self._stack.callback(client.close)
@@ -126,7 +126,7 @@ class Embedded:
         port = free_port()
         args = [sys.executable, "-m", "maker_worker", "sim-server", "--port", str(port), "--p", str(p)]
         args += ["--red-flag-rate", str(red_flag_rate), "--latency-ms", str(latency_ms), "--seed", str(seed)]
-        process = self._spawn("simulator", args)
+        process = self.spawn("simulator", args)
         root = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{root}/health"), "the simulator", process, STARTUP_TIMEOUT_S)
         url = f"{root}/v1"
@@ -147,7 +147,7 @@ class Embedded:
                 "WARNING",
             ]
             args += ["--hostname", f"embedded{index}-{os.getpid()}@%h"]
-            self._spawn(f"worker-{index}", args)
+            self.spawn(f"worker-{index}", args)
 
 
 def _pings(client: redis.Redis) -> bool:

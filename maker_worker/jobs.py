@@ -54,6 +54,8 @@ class SampleRequest(_Message):
     temperature: float
     max_output_tokens: int
     red_flag_max_tokens: int
+    check_step_open: bool = True
+    """False for a fresh step's first round, which is always wanted: saves a Redis round trip."""
 
 
 class ApiErrorReport(_Message):

@@ -216,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any], *, outcome: str | None = None) -> None:
         payload = json.dumps(body).encode()
+        if outcome is not None:  # before replying, so a client that got its answer sees it counted
+            self.server.state.record(outcome)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -223,8 +225,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
-        if outcome is not None:
-            self.server.state.record(outcome)
 
 
 class SimServer:

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Orchestration overhead per step: inline dispatcher vs the Celery path vs naive group().get().
+
+All three modes drive the same Hanoi job (k = 3) against a zero-latency simulator at p = 1, in
+one run on this machine, so the figures are comparable:
+
+(a) inline: the coordinator with an in-process thread-pool dispatcher (results via Redis);
+(b) celery: the coordinator with the Celery dispatcher and real worker processes (the product);
+(c) naive:  one Celery ``group(...).apply_async().get()`` per voting round through a result
+    backend (what DESIGN.md rules out), with the same workers' sampling code.
+
+The last line is a JSON object with ``inline_ms_per_step``, ``celery_ms_per_step``,
+``naive_ms_per_step`` and the ratios.
+
+Usage: .venv/bin/python scripts/bench_overhead.py [--disks 8] [--workers 2] [--threads 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, group
+
+from maker_worker.celery_app import CeleryDispatcher, create_app
+from maker_worker.config import Settings
+from maker_worker.coordinator import Coordinator, Dispatcher
+from maker_worker.core.models import Candidate
+from maker_worker.core.voting import Tally
+from maker_worker.domains import get_domain
+from maker_worker.embedded import Embedded
+from maker_worker.events import EventLog
+from maker_worker.inline import InlineDispatcher
+from maker_worker.jobs import JobStatus, SampleRequest
+from maker_worker.providers import build_provider
+from maker_worker.runner import make_spec, submit
+from maker_worker.service import WorkerContext, sample_once
+from maker_worker.store import RedisStore
+
+NAIVE_TASK = "bench.naive_sample"
+NAIVE_QUEUE = "bench.naive"
+K = 3
+
+
+def naive_app(redis_url: str) -> Celery:
+    app = Celery("bench_naive", broker=redis_url, backend=redis_url, set_as_current=False)
+    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    app.conf.update(
+        task_default_queue=NAIVE_QUEUE, worker_prefetch_multiplier=1, worker_hijack_root_logger=False
+    )
+    return app
+
+
+def naive_worker_main(redis_url: str, sim_url: str, threads: int) -> None:
+    """A worker for mode (c): runs the product's sampling code and returns the result."""
+    settings = Settings(redis_url=redis_url, sim_url=sim_url)
+    provider = build_provider("sim", settings)
+    app = naive_app(redis_url)
+
+    @app.task(name=NAIVE_TASK)  # type: ignore[untyped-decorator]
+    def naive_sample(request: dict[str, Any]) -> dict[str, Any]:
+        return sample_once(SampleRequest.model_validate(request), provider).model_dump(mode="json")
+
+    app.worker_main(
+        ["worker", "--pool=threads", f"--concurrency={threads}", "-Q", NAIVE_QUEUE, "--loglevel=WARNING"]
+    )
+
+
+def run_coordinated(
+    settings: Settings, redis_url: str, dispatcher: Dispatcher, disks: int, events: Path
+) -> float:
+    store = RedisStore.from_url(redis_url)
+    domain = get_domain("hanoi", disks=disks)
+    job_id = submit(store, domain, make_spec(settings, domain, K))
+    log = EventLog(events / f"{job_id}.jsonl")
+    coordinator = Coordinator(store, dispatcher, log, sample_timeout_s=60)
+    started_s = time.perf_counter()
+    job = coordinator.run(job_id)
+    elapsed_s = time.perf_counter() - started_s
+    log.close()
+    if job.status is not JobStatus.SUCCEEDED:
+        raise SystemExit(f"job {job_id} ended {job.status}: {job.reason}")
+    return elapsed_s * 1000 / domain.total_steps
+
+
+def run_naive(settings: Settings, redis_url: str, disks: int) -> float:
+    app = naive_app(redis_url)
+    domain = get_domain("hanoi", disks=disks)
+    spec = make_spec(settings, domain, K)
+    state, previous_move = domain.initial_state(), None
+    started_s = time.perf_counter()
+    for step in range(domain.total_steps):
+        tally, n = Tally(K), 0
+        while (decision := tally.decision()) is None:
+            count = tally.votes_still_needed()
+            requests = []
+            for _ in range(count):
+                requests.append(
+                    SampleRequest(
+                        job_id="naive",
+                        step=step,
+                        sample_id=f"naive:{step}:{n}",
+                        task=spec.task,
+                        state=state,
+                        previous_move=previous_move,
+                        provider="sim",
+                        model=spec.model,
+                        temperature=0.0 if n == 0 else 0.1,
+                        max_output_tokens=spec.max_output_tokens,
+                        red_flag_max_tokens=spec.red_flag_max_tokens,
+                    ).model_dump(mode="json")
+                )
+                n += 1
+            results = (
+                group(app.signature(NAIVE_TASK, args=[r]) for r in requests).apply_async().get(timeout=60)
+            )
+            for result in results:
+                if result["vote_key"] is not None:
+                    tally.add(result["sample_id"], result["vote_key"])
+        winner = Candidate.from_vote_key(decision.winner)
+        state, previous_move = winner.next_state, winner.move
+    return (time.perf_counter() - started_s) * 1000 / domain.total_steps
+
+
+def wait_for_workers(app: Celery, count: int) -> None:
+    deadline_s = time.monotonic() + 60
+    while time.monotonic() < deadline_s:
+        if len(app.control.ping(timeout=0.5)) >= count:
+            return
+    raise SystemExit("workers did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--disks", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--naive-worker", nargs=2, metavar=("REDIS_URL", "SIM_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_worker:
+        naive_worker_main(*args.naive_worker, threads=args.threads)
+        return
+    with tempfile.TemporaryDirectory() as tmp, Embedded(Path(tmp)) as embedded:
+        redis_url = embedded.start_redis()
+        sim_url = embedded.start_simulator(p=1.0, red_flag_rate=0.0, latency_ms=0.0, seed=0)
+        settings = Settings(redis_url=redis_url, sim_url=sim_url, llm_provider="sim", data_dir=Path(tmp))
+        ctx = WorkerContext.from_settings(settings, redis_url)
+        inline = InlineDispatcher(ctx, threads=args.threads)
+        inline_ms = run_coordinated(settings, redis_url, inline, args.disks, Path(tmp))
+        inline.close()
+
+        embedded.start_workers(args.workers, args.threads)
+        app = create_app(settings, redis_url)
+        wait_for_workers(app, args.workers)
+        celery_ms = run_coordinated(settings, redis_url, CeleryDispatcher(app), args.disks, Path(tmp))
+
+        for index in range(args.workers):
+            embedded.spawn(
+                f"naive-{index}",
+                [
+                    sys.executable,
+                    __file__,
+                    "--threads",
+                    str(args.threads),
+                    "--naive-worker",
+                    redis_url,
+                    sim_url,
+                ],
+            )
+        naive = naive_app(redis_url)
+        wait_for_workers(naive, 2 * args.workers)
+        naive_ms = run_naive(settings, redis_url, args.disks)
+
+    steps = 2**args.disks - 1
+    print(
+        f"{steps} steps, k={K}, p=1, zero-latency simulator, {args.workers} workers x {args.threads} threads"
+    )
+    print(f"(a) inline dispatcher     {inline_ms:7.2f} ms/step")
+    print(f"(b) celery (the product)  {celery_ms:7.2f} ms/step")
+    print(
+        f"(c) naive group().get()   {naive_ms:7.2f} ms/step   ({naive_ms / celery_ms:.1f}x the celery path)"
+    )
+    figures = {
+        "steps": steps,
+        "k": K,
+        "inline_ms_per_step": round(inline_ms, 3),
+        "celery_ms_per_step": round(celery_ms, 3),
+        "naive_ms_per_step": round(naive_ms, 3),
+        "naive_over_celery": round(naive_ms / celery_ms, 3),
+        "celery_over_inline": round(celery_ms / inline_ms, 3),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
