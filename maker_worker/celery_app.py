@@ -31,7 +31,7 @@ def create_app(settings: Settings, redis_url: str) -> Celery:
         task_reject_on_worker_lost=True,
         # One message at a time per thread, so a slow call does not hoard queued samples.
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": int(settings.sample_timeout_s + VISIBILITY_MARGIN_S)},
+        broker_transport_options={"visibility_timeout": int(settings.longest_sample_s + VISIBILITY_MARGIN_S)},
         broker_connection_retry_on_startup=True,
         task_default_queue=SAMPLE_QUEUE,
         task_routes={SAMPLE_TASK: {"queue": SAMPLE_QUEUE}},

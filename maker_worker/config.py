@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     rpm_limits: dict[str, float] = Field(
         default_factory=dict, description="requests per minute per provider (or provider:model), cluster-wide"
     )
+    prices_usd_per_mtok: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="model -> (input, output) USD per million tokens, over the defaults"
+    )
+    sample_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="replace a sample not back after this long (default: the longest a call can take)",
+    )
+    lease_s: float = Field(
+        default=15.0, gt=0, description="coordinator lease on a job; a dead one's job waits this long"
+    )
     red_flag_max_tokens: int = Field(default=DEFAULT_RED_FLAG_MAX_TOKENS, ge=1)
     max_output_tokens: int = Field(default=1000, ge=1)
     max_samples_per_step: int = Field(default=200, ge=1)
@@ -92,9 +103,13 @@ class Settings(BaseSettings):
         return self.model or DEFAULT_MODELS[self.llm_provider]
 
     @property
-    def sample_timeout_s(self) -> float:
+    def longest_sample_s(self) -> float:
         """Longest a sample can take: every attempt timing out plus every capped wait."""
         return (self.max_retries + 1) * self.http_timeout_s + self.max_retries * self.max_delay_ms / 1000
+
+    @property
+    def resolved_sample_timeout_s(self) -> float:
+        return self.sample_timeout_s or self.longest_sample_s
 
     def resolved_events_path(self, job_id: str) -> Path:
         return self.events_path or self.data_dir / "events" / f"{job_id}.jsonl"

@@ -2,7 +2,8 @@
 
 It never blocks on Celery results: workers record each sample in the step's Redis inbox and
 the coordinator reads the inbox, tallies, decides, appends to the ledger and moves on. Memory
-is O(1) in the number of steps.
+is O(1) in the number of steps. A Redis outage (a restart) is waited out, after which the
+coordinator carries on from the durable job record.
 """
 
 from __future__ import annotations
@@ -15,16 +16,28 @@ from typing import Protocol
 
 from maker_worker.core.models import Candidate, JSONValue
 from maker_worker.core.voting import Decision, Tally
-from maker_worker.errors import JobError
+from maker_worker.errors import JobError, LeaseLostError, StoreUnavailableError
 from maker_worker.events import EventLog, make_event, sample_events
-from maker_worker.jobs import FINISHED_STATUSES, JobSpec, JobStatus, LedgerEntry, SampleRequest, SampleResult
+from maker_worker.jobs import (
+    FINISHED_STATUSES,
+    ErrorKind,
+    JobSpec,
+    JobStatus,
+    LedgerEntry,
+    SampleRequest,
+    SampleResult,
+)
+from maker_worker.lease import Lease
 from maker_worker.store import RED_FLAG_FIELD_PREFIX, JobState, RedisStore
 
 READ_BLOCK_MS = 500
-"""Longest single wait on a step inbox before re-checking deadlines and the job status."""
+"""Longest single wait on a step inbox before re-checking deadlines, the lease and the job status."""
 
 STATUS_CHECK_INTERVAL_S = 0.5
 """How often a running coordinator notices a cancel or pause made elsewhere."""
+
+STORE_OUTAGE_MAX_S = 300.0
+"""How long a coordinator waits for an unreachable Redis to come back before giving up."""
 
 
 class Dispatcher(Protocol):
@@ -48,7 +61,7 @@ class StepBook:
     api_errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    fatal_error: str | None = None
+    fatal_error: tuple[ErrorKind, str] | None = None
     decision: Decision | None = None
 
     def absorb(self, result: SampleResult) -> None:
@@ -58,8 +71,9 @@ class StepBook:
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
         self.api_errors += len(result.api_errors) + (result.error is not None)
-        if result.error is not None and not result.error_retryable:
-            self.fatal_error = result.error
+        kind = result.error_kind
+        if kind is not None and kind is not ErrorKind.PROVIDER_UNAVAILABLE:
+            self.fatal_error = (kind, result.error or "")
         elif result.red_flag is not None:
             self.red_flags[result.red_flag] += 1
         elif result.vote_key is not None:
@@ -79,8 +93,15 @@ class StepBook:
 
 
 @dataclass(frozen=True)
-class Paused:
-    reason: str
+class Stop:
+    """Why driving stopped before the last step: the status to leave and its reason."""
+
+    status: JobStatus
+    reason: str | None
+
+
+class _Resync(Exception):
+    """The job record moved under us (e.g. a Redis restart lost a write): re-read it and go on."""
 
 
 StepCallback = Callable[[int, Counter[str]], None]
@@ -88,7 +109,7 @@ StepCallback = Callable[[int, Counter[str]], None]
 
 
 class Coordinator:
-    """Runs jobs to completion (or a pause) through a dispatcher and a Redis store."""
+    """Drives one job at a time to completion (or a stop) through a dispatcher and a Redis store."""
 
     def __init__(
         self,
@@ -96,40 +117,71 @@ class Coordinator:
         dispatcher: Dispatcher,
         events: EventLog,
         *,
-        sample_timeout_s: float,
+        lease: Lease | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.events = events
-        self.sample_timeout_s = sample_timeout_s
+        self.lease = lease
         self.clock = clock
+        self.sleep = sleep
         self._next_status_check_s = 0.0
         self.totals: Counter[str] = Counter()
         """Counters summed over the steps this coordinator decided (for progress displays)."""
 
     def run(self, job_id: str, on_step: StepCallback | None = None) -> JobState:
-        """Drive ``job_id`` from its first undecided step; returns the final job record."""
+        """Drive ``job_id`` from its first undecided step; returns the final job record.
+
+        Raises:
+            JobError: the job is finished already, or another coordinator took it over.
+        """
         job = self.store.load_job(job_id)
         if job.status in FINISHED_STATUSES:
-            raise JobError(f"job {job_id} already {job.status.value}; nothing to run")
+            raise JobError(f"job {job_id} is already {job.status.value}; nothing to run")
         epoch = self.store.begin_epoch(job_id)
+        job = self.store.load_job(job_id)
         started_s = self.clock()
-        outcome = self._run_steps(job, epoch, on_step)
+        stop = self._drive(job, epoch, on_step)
         wall_s = job.wall_s + self.clock() - started_s
-        status, reason = (JobStatus.PAUSED, outcome.reason) if outcome else (JobStatus.SUCCEEDED, None)
+        status, reason = (stop.status, stop.reason) if stop else (JobStatus.SUCCEEDED, None)
         self.store.set_status(job_id, status, reason, wall_s=wall_s)
-        name = "JobPaused" if outcome else "JobCompleted"
-        self.events.emit(make_event(name, job_id, reason=reason, wall_s=round(wall_s, 3)))
+        name = "JobCompleted" if stop is None else "JobPaused"
+        self.events.emit(
+            make_event(name, job_id, status=status.value, reason=reason, wall_s=round(wall_s, 3))
+        )
         self.events.flush()
         return self.store.load_job(job_id)
 
-    def _run_steps(self, job: JobState, epoch: str, on_step: StepCallback | None) -> Paused | None:
+    def _drive(self, job: JobState, epoch: str, on_step: StepCallback | None) -> Stop | None:
+        """Run steps, waiting out Redis outages and re-reading the record after one."""
+        while True:
+            try:
+                return self._run_steps(job, epoch, on_step)
+            except (StoreUnavailableError, _Resync):
+                self._wait_for_store()
+                job = self.store.load_job(job.job_id)
+                if job.epoch != epoch:
+                    raise LeaseLostError(f"job {job.job_id} was taken over by another coordinator") from None
+
+    def _wait_for_store(self) -> None:
+        deadline_s = self.clock() + STORE_OUTAGE_MAX_S
+        while True:
+            try:
+                self.store.ping()
+                return
+            except StoreUnavailableError:
+                if self.clock() > deadline_s:
+                    raise
+                self.sleep(0.5)
+
+    def _run_steps(self, job: JobState, epoch: str, on_step: StepCallback | None) -> Stop | None:
         state, previous_move = job.state, job.previous_move
         for step in range(job.steps_done, job.steps):
             started_s = self.clock()
             book = self._decide(job, step, state, previous_move)
-            if isinstance(book, Paused):
+            if isinstance(book, Stop):
                 return book
             winner = self._record(job, epoch, book, started_s)
             state, previous_move = winner.next_state, winner.move
@@ -139,7 +191,7 @@ class Coordinator:
 
     def _decide(
         self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None
-    ) -> StepBook | Paused:
+    ) -> StepBook | Stop:
         book = StepBook(step=step, spec=job.spec, tally=Tally(job.spec.k))
         cursor = "0-0"
         fresh_step = True
@@ -150,8 +202,8 @@ class Coordinator:
             book.decision = self._absorb_all(job.job_id, book, results)
             if book.decision is not None:
                 return book
-            if (paused := self._check_pause(job.job_id, book)) is not None:
-                return paused
+            if (stop := self._check_stop(job.job_id, book)) is not None:
+                return stop
             self._top_up(job, book, state, previous_move, fresh_step)
             block_ms = READ_BLOCK_MS
 
@@ -163,21 +215,25 @@ class Coordinator:
                 return decision
         return None
 
-    def _check_pause(self, job_id: str, book: StepBook) -> Paused | None:
+    def _check_stop(self, job_id: str, book: StepBook) -> Stop | None:
         if book.fatal_error is not None:
-            return Paused(f"provider_error: {book.fatal_error}")
+            kind, message = book.fatal_error
+            return Stop(JobStatus.PAUSED, f"{kind.value}: {message}")
         now_s = self.clock()
-        lost = [sample_id for sample_id, deadline_s in book.in_flight.items() if deadline_s < now_s]
-        for sample_id in lost:
-            del book.in_flight[sample_id]
+        for sample_id in [
+            sample_id for sample_id, deadline_s in book.in_flight.items() if deadline_s < now_s
+        ]:
+            del book.in_flight[sample_id]  # lost with its worker: _top_up replaces it
+        if self.lease is not None:
+            self.lease.keep()
         if now_s >= self._next_status_check_s:
             self._next_status_check_s = now_s + STATUS_CHECK_INTERVAL_S
             status = self.store.load_job(job_id).status
             if status is not JobStatus.RUNNING:
-                return Paused(f"{status.value} by operator")
+                return Stop(status, f"{status.value} by operator")
         needed = book.tally.votes_still_needed() - len(book.in_flight)
         if needed > 0 and not book.in_flight and book.dispatched + needed > book.spec.max_samples_per_step:
-            return Paused("contentious_step")
+            return Stop(JobStatus.PAUSED, "contentious_step")
         return None
 
     def _top_up(
@@ -199,7 +255,7 @@ class Coordinator:
         spec, n = job.spec, book.dispatched
         sample_id = f"{job.job_id}:{book.step}:{job.epoch}.{n}"
         book.dispatched += 1
-        book.in_flight[sample_id] = self.clock() + self.sample_timeout_s
+        book.in_flight[sample_id] = self.clock() + spec.sample_timeout_s
         return SampleRequest(
             job_id=job.job_id,
             step=book.step,
@@ -210,9 +266,12 @@ class Coordinator:
             provider=spec.provider,
             model=spec.model,
             temperature=spec.first_temperature if (fresh and n == 0) else spec.temperature,
-            check_step_open=not (fresh and book.rounds == 0),
             max_output_tokens=spec.max_output_tokens,
             red_flag_max_tokens=spec.red_flag_max_tokens,
+            price_in_usd_per_mtok=spec.price_in_usd_per_mtok,
+            price_out_usd_per_mtok=spec.price_out_usd_per_mtok,
+            budget_limited=job.budget_usd is not None,
+            check_step_open=not (fresh and book.rounds == 0),
         )
 
     def _record(self, job: JobState, epoch: str, book: StepBook, started_s: float) -> Candidate:
@@ -231,8 +290,11 @@ class Coordinator:
             red_flags=sum(book.red_flags.values()),
         )
         counters = book.counters()
-        if not self.store.decide_step(job.job_id, epoch, entry, counters):
-            raise JobError(f"job {job.job_id} step {book.step} was decided by another coordinator")
+        outcome = self.store.decide_step(job.job_id, epoch, entry, counters)
+        if outcome == 0:
+            raise LeaseLostError(f"job {job.job_id} step {book.step} is driven by another coordinator")
+        if outcome < 0:
+            raise _Resync
         self.totals.update(counters)
         self._emit_decided(job, book, decision, started_s)
         return winner

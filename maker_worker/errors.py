@@ -6,9 +6,12 @@ adaptor and chained with ``from``.
 
     MakerError
     ├── ConfigError                bad configuration or CLI input (exit code 2)
-    ├── StoreError                 Redis unreachable or failing
-    ├── JobError
-    │   └── JobNotFoundError
+    ├── StoreError                 Redis failing a command
+    │   └── StoreUnavailableError  Redis unreachable (may come back: callers wait and retry)
+    ├── JobError                   a job cannot be driven or changed as asked
+    │   ├── JobNotFoundError
+    │   ├── JobCorruptError        the stored record does not parse
+    │   └── LeaseLostError         another coordinator now drives the job
     └── ProviderError              an LLM call failed (``retryable``, ``retry_after_s``)
         ├── RateLimitedError       429: wait and retry
         ├── QuotaExhaustedError    billing or quota used up: do not retry
@@ -28,7 +31,11 @@ class ConfigError(MakerError):
 
 
 class StoreError(MakerError):
-    """Redis could not be reached or failed a command."""
+    """Redis failed a command."""
+
+
+class StoreUnavailableError(StoreError):
+    """Redis could not be reached; it may come back (a restart), so callers may wait and retry."""
 
 
 class JobError(MakerError):
@@ -37,6 +44,14 @@ class JobError(MakerError):
 
 class JobNotFoundError(JobError):
     """No job with that id exists."""
+
+
+class JobCorruptError(JobError):
+    """The stored job record cannot be read."""
+
+
+class LeaseLostError(JobError):
+    """This coordinator no longer holds the job's lease; another one drives it now."""
 
 
 class ProviderError(MakerError):

@@ -19,6 +19,18 @@ class JobStatus(StrEnum):
 
 
 FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+"""Statuses of jobs a coordinator may claim and drive."""
+
+
+class ErrorKind(StrEnum):
+    """Why a sample produced no answer; all but PROVIDER_UNAVAILABLE pause the job."""
+
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    PROVIDER_REJECTED = "provider_rejected"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    WORKER_CONFIG = "worker_config"
 
 
 class _Message(BaseModel):
@@ -38,6 +50,12 @@ class JobSpec(_Message):
     first_temperature: float = 0.0
     temperature: float = 0.1
     sample_timeout_s: float = Field(gt=0)
+    price_in_usd_per_mtok: float = Field(default=0.0, ge=0)
+    price_out_usd_per_mtok: float = Field(default=0.0, ge=0)
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        """The price of a call with these token counts, at the prices fixed when the job was submitted."""
+        return (tokens_in * self.price_in_usd_per_mtok + tokens_out * self.price_out_usd_per_mtok) / 1e6
 
 
 class SampleRequest(_Message):
@@ -54,6 +72,10 @@ class SampleRequest(_Message):
     temperature: float
     max_output_tokens: int
     red_flag_max_tokens: int
+    price_in_usd_per_mtok: float = 0.0
+    price_out_usd_per_mtok: float = 0.0
+    budget_limited: bool = False
+    """The job has a budget: reserve each call's cost against it before calling."""
     check_step_open: bool = True
     """False for a fresh step's first round, which is always wanted: saves a Redis round trip."""
 
@@ -76,7 +98,7 @@ class SampleResult(_Message):
     vote_key: str | None = None
     red_flag: str | None = None
     error: str | None = None
-    error_retryable: bool = True
+    error_kind: ErrorKind | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     latency_ms: float = 0.0
@@ -121,6 +143,7 @@ class JobSummary(BaseModel):
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    budget_usd: float | None
     provider: str
     model: str
     events_path: str | None = None

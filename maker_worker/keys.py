@@ -2,23 +2,27 @@
 
 All keys live under ``maker:``. ``{job}`` is a job id, ``{step}`` a 0-based step index.
 
-============================================  ======  ==============================================
-key                                           type    content and lifetime
-============================================  ======  ==============================================
-``maker:jobs``                                zset    job ids scored by creation time (ms); no TTL
-``maker:job:{job}``                           hash    job record: spec, status, reason, steps_done,
-                                                      state, previous_move, epoch, counters; no TTL
-``maker:job:{job}:ledger``                    list    one JSON LedgerEntry per decided step, index =
-                                                      step; no TTL (the durable result)
-``maker:job:{job}:step:{step}:results``       stream  sample results of an open step; expires
-                                                      ``STEP_KEYS_TTL_S`` after the step is decided
-``maker:job:{job}:step:{step}:seen``          set     sample ids already recorded for the step (exactly
-                                                      once); same TTL as the results stream
-``maker:job:{job}:events``                    stream  live event feed for watchers, capped at
-                                                      ``EVENTS_STREAM_MAXLEN`` entries
-``maker:ratelimit:{provider}:{model}:rpm``    string  limiter theoretical arrival time (ms, Redis
-                                                      server clock); expires when idle
-============================================  ======  ==============================================
+=========================================  ======  ===================================================
+key                                        type    content and lifetime
+=========================================  ======  ===================================================
+``maker:jobs``                             zset    job ids scored by creation time (ms); no TTL
+``maker:jobs:active``                      set     ids of queued and running jobs, which coordinators
+                                                   may claim; no TTL
+``maker:job:{job}``                        hash    job record: spec, status, reason, steps_done, state,
+                                                   previous_move, epoch, counters, budget; no TTL
+``maker:job:{job}:lease``                  string  owner token of the coordinator driving the job;
+                                                   expires ``lease_s`` after its last renewal
+``maker:job:{job}:ledger``                 list    one JSON LedgerEntry per decided step, index = step;
+                                                   no TTL (the durable result)
+``maker:job:{job}:step:{step}:results``    stream  sample results of an open step; expires
+                                                   ``STEP_KEYS_TTL_S`` after the step is decided
+``maker:job:{job}:step:{step}:seen``       set     sample ids already recorded for the step (exactly
+                                                   once); same TTL as the results stream
+``maker:job:{job}:events``                 stream  live event feed for watchers, capped at
+                                                   ``EVENTS_STREAM_MAXLEN`` entries
+``maker:ratelimit:{provider}:{model}:rpm`` string  limiter theoretical arrival time (ms, Redis server
+                                                   clock); expires when idle
+=========================================  ======  ===================================================
 """
 
 from __future__ import annotations
@@ -36,8 +40,16 @@ def jobs_index() -> str:
     return f"{PREFIX}:jobs"
 
 
+def active_jobs() -> str:
+    return f"{PREFIX}:jobs:active"
+
+
 def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
+
+
+def job_lease(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:lease"
 
 
 def ledger(job_id: str) -> str:

@@ -1,8 +1,16 @@
-"""Submit a job and drive it to the end: the engine behind ``maker run``."""
+"""Submit jobs and drive them: the engine behind ``maker run``, ``maker coordinator`` and the API.
+
+Scripts can use it directly::
+
+    store = RedisStore.from_url(url)
+    job_id = submit(store, settings, get_domain("hanoi", disks=20), k=3, budget_usd=4000)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -10,14 +18,22 @@ from functools import partial
 from maker_worker.celery_app import CeleryDispatcher, create_app
 from maker_worker.config import Settings
 from maker_worker.coordinator import Coordinator, StepCallback
+from maker_worker.core.pricing import prices_for
 from maker_worker.core.scaling import k_min
+from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
 from maker_worker.embedded import Embedded
-from maker_worker.errors import ConfigError
+from maker_worker.errors import ConfigError, JobError, LeaseLostError, StoreUnavailableError
 from maker_worker.events import EventLog
 from maker_worker.jobs import JobSpec, JobStatus, JobSummary
+from maker_worker.lease import Lease, owner_token
 from maker_worker.store import JobState, RedisStore
 from maker_worker.summary import build_summary, oracle_errors
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0
+"""How often an idle ``maker coordinator`` looks for claimable jobs."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ def resolve_k(k: int | None, target: float | None, p_estimate: float | None, ste
 
 
 def make_spec(settings: Settings, domain: Domain, k: int) -> JobSpec:
+    price_in, price_out = prices_for(settings.resolved_model, settings.prices_usd_per_mtok)
     return JobSpec(
         task=domain.name,
         k=k,
@@ -55,7 +72,18 @@ def make_spec(settings: Settings, domain: Domain, k: int) -> JobSpec:
         max_samples_per_step=settings.max_samples_per_step,
         red_flag_max_tokens=settings.red_flag_max_tokens,
         max_output_tokens=settings.max_output_tokens,
-        sample_timeout_s=settings.sample_timeout_s,
+        sample_timeout_s=settings.resolved_sample_timeout_s,
+        price_in_usd_per_mtok=price_in,
+        price_out_usd_per_mtok=price_out,
+    )
+
+
+def submit(store: RedisStore, domain: Domain, spec: JobSpec, budget_usd: float | None = None) -> str:
+    """Store a queued job; a coordinator (``maker run`` or ``maker coordinator``) drives it."""
+    if budget_usd is not None and budget_usd <= 0:
+        raise ConfigError(f"--budget-usd must be positive, got {budget_usd}")
+    return store.create_job(
+        spec, steps=domain.total_steps, state=domain.initial_state(), budget_usd=budget_usd
     )
 
 
@@ -65,39 +93,85 @@ def services(settings: Settings, *, workers: int, sim: SimOptions | None) -> Ite
     if settings.redis_url:
         yield settings.redis_url
         return
-    if workers < 1:
+    if workers < 1 and sim is not None:
         raise ConfigError("--workers must be at least 1 without MAKER_REDIS_URL (nothing else would sample)")
     with Embedded(settings.data_dir) as embedded:
         url = embedded.start_redis()
         if sim is not None and settings.llm_provider == "sim":
             embedded.start_simulator(sim.p, sim.red_flag_rate, sim.latency_ms, sim.seed)
-        embedded.start_workers(workers, settings.worker_threads)
+        if workers > 0:
+            embedded.start_workers(workers, settings.worker_threads)
         yield url
 
 
-def submit(store: RedisStore, domain: Domain, spec: JobSpec) -> str:
-    return store.create_job(spec, steps=domain.total_steps, state=domain.initial_state())
-
-
 def drive(
-    settings: Settings, redis_url: str, job_id: str, on_step: StepCallback | None = None
+    settings: Settings,
+    redis_url: str,
+    job_id: str,
+    on_step: StepCallback | None = None,
+    owner: str | None = None,
 ) -> tuple[JobState, str]:
-    """Run the job's coordinator in this process through Celery; returns the final record and event path."""
+    """Take the job's lease and drive it in this process; returns the final record and event path.
+
+    Raises:
+        JobError: another coordinator holds the job, or it is finished.
+    """
     store = RedisStore.from_url(redis_url)
+    lease = Lease(store, job_id, owner=owner or owner_token(), lease_s=settings.lease_s)
+    if not lease.acquire():
+        raise JobError(f"job {job_id} is being driven by another coordinator (its lease is held)")
     events_path = settings.resolved_events_path(job_id)
     events = EventLog(events_path, publish=partial(store.publish_events, job_id))
-    dispatcher = CeleryDispatcher(create_app(settings, redis_url))
-    coordinator = Coordinator(store, dispatcher, events, sample_timeout_s=settings.sample_timeout_s)
+    coordinator = Coordinator(store, CeleryDispatcher(create_app(settings, redis_url)), events, lease=lease)
     try:
         return coordinator.run(job_id, on_step), str(events_path)
     finally:
         events.close()
+        _release_quietly(lease)
 
 
-def finish(store: RedisStore, job: JobState, domain: Domain, events_path: str | None) -> JobSummary:
+def _release_quietly(lease: Lease) -> None:
+    try:
+        lease.release()
+    except StoreUnavailableError:
+        log.warning("could not release the lease on job %s; it lapses by itself", lease.job_id)
+
+
+def finish(store: RedisStore, job: JobState, events_path: str | None = None) -> JobSummary:
     """Replay the ledger against the oracle; a finished job with oracle errors is marked failed."""
-    errors = oracle_errors(domain, store.ledger(job.job_id))
+    errors = oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id))
     if job.status is JobStatus.SUCCEEDED and errors:
-        store.set_status(job.job_id, JobStatus.FAILED, "errors_vs_oracle", wall_s=job.wall_s)
+        store.set_status(job.job_id, JobStatus.FAILED, "errors_vs_oracle")
         job = store.load_job(job.job_id)
     return build_summary(job, errors, events_path)
+
+
+def serve_coordinator(
+    settings: Settings, redis_url: str, *, once: bool = False, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Claim and drive queued jobs forever (``maker coordinator``); with ``once``, stop when idle."""
+    store = RedisStore.from_url(redis_url)
+    owner = owner_token()
+    while True:
+        drove = any(
+            _try_drive(settings, redis_url, store, job_id, owner) for job_id in store.active_job_ids()
+        )
+        if once and not drove:
+            return
+        if not drove:
+            sleep(IDLE_POLL_S)
+
+
+def _try_drive(settings: Settings, redis_url: str, store: RedisStore, job_id: str, owner: str) -> bool:
+    try:
+        job, events_path = drive(settings, redis_url, job_id, owner=owner)
+    except LeaseLostError as exc:
+        log.warning("%s", exc)
+        return True
+    except JobError:
+        return False  # held by another coordinator, finished or corrupt: not ours now
+    summary = finish(store, job, events_path)
+    log.warning(
+        "job %s %s after %d steps (%s)", job_id, summary.status.value, summary.steps_done, summary.reason
+    )
+    return True

@@ -1,4 +1,4 @@
-"""The work of one sample, free of Celery: check, permit, call, red-flag, parse, report."""
+"""The work of one sample, free of Celery: check, budget, permit, call, red-flag, parse, report."""
 
 from __future__ import annotations
 
@@ -7,18 +7,30 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
 from maker_worker.config import Settings
-from maker_worker.core.models import RedFlag
+from maker_worker.core.models import Completion, RedFlag
 from maker_worker.core.redflags import length_red_flag
 from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
-from maker_worker.errors import ConfigError, ProviderError, RateLimitedError
+from maker_worker.errors import (
+    ConfigError,
+    ProviderError,
+    ProviderRequestError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    StoreUnavailableError,
+)
 from maker_worker.events import utc_timestamp
-from maker_worker.jobs import ApiErrorReport, SampleRequest, SampleResult
+from maker_worker.jobs import ApiErrorReport, ErrorKind, SampleRequest, SampleResult
 from maker_worker.providers import build_provider
 from maker_worker.providers.base import Provider
 from maker_worker.ratelimit.limiter import RpmLimiter
 from maker_worker.store import RedisStore
+
+RECORD_RETRY_S = 120.0
+"""How long a worker keeps trying to record a finished sample while Redis is unreachable."""
 
 
 @lru_cache(maxsize=64)
@@ -74,52 +86,96 @@ def run_sample(request: SampleRequest, ctx: WorkerContext) -> str:
     """Run one sample and record its result: returns 'skipped', 'recorded', 'duplicate' or 'late'."""
     if request.check_step_open and not ctx.store.step_is_open(request.job_id, request.step):
         return "skipped"
+    return record(ctx, request, _outcome(request, ctx))
+
+
+def _outcome(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
     try:
         provider = ctx.provider(request.provider)
     except ConfigError as exc:
-        result = SampleResult(
-            sample_id=request.sample_id, error=f"worker configuration: {exc}", error_retryable=False
-        )
-        return ctx.store.record_result(request.job_id, request.step, result)
+        return failed(request, ErrorKind.WORKER_CONFIG, f"worker configuration: {exc}")
+    reserved_usd = estimated_cost_usd(request)
+    if not ctx.store.reserve_budget(request.job_id, reserved_usd):
+        return failed(request, ErrorKind.BUDGET_EXHAUSTED, "the next sample would cross the job's budget")
     ctx.limiter.acquire(request.provider, request.model)
     ctx.take_reports()
     result = sample_once(request, provider)
-    result = result.model_copy(update={"api_errors": ctx.take_reports()})
-    return ctx.store.record_result(request.job_id, request.step, result)
+    ctx.store.settle_budget(
+        request.job_id, _cost_usd(request, result.tokens_in, result.tokens_out) - reserved_usd
+    )
+    return result.model_copy(update={"api_errors": ctx.take_reports()})
+
+
+def record(ctx: WorkerContext, request: SampleRequest, result: SampleResult) -> str:
+    """Record ``result``, waiting out a Redis restart rather than losing a paid-for sample."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(StoreUnavailableError),
+        wait=wait_exponential(multiplier=0.1, max=5),
+        stop=stop_after_delay(RECORD_RETRY_S),
+        reraise=True,
+    )
+    return retrying(ctx.store.record_result, request.job_id, request.step, result)
+
+
+def _cost_usd(request: SampleRequest, tokens_in: int, tokens_out: int) -> float:
+    return (tokens_in * request.price_in_usd_per_mtok + tokens_out * request.price_out_usd_per_mtok) / 1e6
+
+
+def estimated_cost_usd(request: SampleRequest) -> float:
+    """An upper bound on a call's cost: the prompt (~4 characters a token) and a full-length answer."""
+    prompt = domain_for(request.task).build_prompt(request.state, request.previous_move)
+    return _cost_usd(request, (len(prompt.system) + len(prompt.user)) // 3, request.max_output_tokens)
+
+
+def failed(request: SampleRequest, kind: ErrorKind, error: str) -> SampleResult:
+    """A result that carries no answer, only why."""
+    return SampleResult(
+        sample_id=request.sample_id,
+        error=error,
+        error_kind=kind,
+        temperature=request.temperature,
+        provider=request.provider,
+        model=request.model,
+        finished_at=utc_timestamp(),
+    )
+
+
+def _error_kind(error: ProviderError) -> ErrorKind:
+    if isinstance(error, QuotaExhaustedError):
+        return ErrorKind.QUOTA_EXHAUSTED
+    if isinstance(error, ProviderRequestError):
+        return ErrorKind.PROVIDER_REJECTED
+    return ErrorKind.PROVIDER_UNAVAILABLE
 
 
 def sample_once(request: SampleRequest, provider: Provider) -> SampleResult:
     """Call the model once and judge the answer: a vote key, a red flag or an error."""
-    domain = domain_for(request.task)
-    prompt = domain.build_prompt(request.state, request.previous_move)
-    report = SampleResult(
-        sample_id=request.sample_id,
-        temperature=request.temperature,
-        provider=request.provider,
-        model=request.model,
-    )
+    prompt = domain_for(request.task).build_prompt(request.state, request.previous_move)
     started_s = time.perf_counter()
     try:
         completion = provider.complete(
             prompt, model=request.model, temperature=request.temperature, max_tokens=request.max_output_tokens
         )
     except ProviderError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        return report.model_copy(
-            update={"error": error, "error_retryable": exc.retryable, "finished_at": utc_timestamp()}
-        )
-    latency_ms = (time.perf_counter() - started_s) * 1000
+        return failed(request, _error_kind(exc), f"{type(exc).__name__}: {exc}")
+    return judge(request, completion, latency_ms=(time.perf_counter() - started_s) * 1000)
+
+
+def judge(request: SampleRequest, completion: Completion, *, latency_ms: float) -> SampleResult:
+    """Red-flag or parse a completion into a vote (never repairing it)."""
     red_flag = length_red_flag(completion, request.red_flag_max_tokens)
-    candidate = None if red_flag else domain.parse(completion.text)
+    candidate = None if red_flag else domain_for(request.task).parse(completion.text)
     if red_flag is None and candidate is None:
         red_flag = RedFlag.BAD_FORMAT
-    return report.model_copy(
-        update={
-            "vote_key": None if candidate is None else candidate.vote_key,
-            "red_flag": None if red_flag is None else red_flag.value,
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
-            "latency_ms": latency_ms,
-            "finished_at": utc_timestamp(),
-        }
+    return SampleResult(
+        sample_id=request.sample_id,
+        vote_key=None if candidate is None else candidate.vote_key,
+        red_flag=None if red_flag is None else red_flag.value,
+        tokens_in=completion.tokens_in,
+        tokens_out=completion.tokens_out,
+        latency_ms=latency_ms,
+        temperature=request.temperature,
+        provider=request.provider,
+        model=request.model,
+        finished_at=utc_timestamp(),
     )

@@ -1,7 +1,7 @@
-"""Redis persistence for jobs: the job record, the ledger, step inboxes and event feeds.
+"""Redis persistence for jobs: the job record, the ledger, leases, step inboxes and event feeds.
 
-Every Redis error is translated into ``StoreError`` in ``_redis_errors``; key names come
-from ``maker_worker.keys``; read-then-write logic runs as Lua from ``maker_worker/lua``.
+Every Redis error is translated in ``_redis_errors``; key names come from ``maker_worker.keys``;
+read-then-write logic runs as Lua from ``maker_worker/lua`` on the Redis server.
 """
 
 from __future__ import annotations
@@ -15,31 +15,28 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
+from pydantic import ValidationError
 
 from maker_worker import keys
 from maker_worker.core.models import JSONValue
-from maker_worker.errors import JobNotFoundError, StoreError
-from maker_worker.jobs import JobSpec, JobStatus, LedgerEntry, SampleResult
+from maker_worker.errors import JobCorruptError, JobNotFoundError, StoreError, StoreUnavailableError
+from maker_worker.jobs import ACTIVE_STATUSES, JobSpec, JobStatus, LedgerEntry, SampleResult
 
 COUNTER_FIELDS = ("samples", "votes", "red_flags", "api_errors", "tokens_in", "tokens_out")
 """Job-hash counters summed over decided steps."""
 
 RED_FLAG_FIELD_PREFIX = "red_flag:"
+MICRO = 1_000_000
 
 
 @contextmanager
 def _redis_errors(what: str) -> Iterator[None]:
     try:
         yield
-    except redis.ConnectionError as exc:
-        raise StoreError(f"cannot reach Redis while {what}: {exc}; check MAKER_REDIS_URL") from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailableError(f"cannot reach Redis while {what}: {exc}; check MAKER_REDIS_URL") from exc
     except redis.RedisError as exc:
         raise StoreError(f"Redis failed while {what}: {exc}") from exc
-
-
-def _load_script(client: redis.Redis, name: str) -> Any:
-    source = resources.files("maker_worker.lua").joinpath(f"{name}.lua").read_text()
-    return client.register_script(source)
 
 
 def new_job_id() -> str:
@@ -63,6 +60,9 @@ class JobState:
         self.wall_s = float(fields.get("wall_s", "0"))
         self.counters = {name: int(fields.get(name, "0")) for name in COUNTER_FIELDS}
         self.max_samples_in_a_step = int(fields.get("max_samples_in_a_step", "0"))
+        self.spent_usd = int(fields.get("spent_micro_usd", "0")) / MICRO
+        budget = fields.get("budget_micro_usd", "")
+        self.budget_usd = int(budget) / MICRO if budget else None
         self.red_flags_by_type = {
             name.removeprefix(RED_FLAG_FIELD_PREFIX): int(value)
             for name, value in fields.items()
@@ -71,22 +71,42 @@ class JobState:
 
 
 class RedisStore:
-    """Job records, ledgers and per-step result inboxes in one Redis database."""
+    """Job records, ledgers, leases and per-step result inboxes in one Redis database."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._record_sample = _load_script(client, "record_sample")
-        self._decide_step = _load_script(client, "decide_step")
+        self._scripts = {
+            name: client.register_script(
+                resources.files("maker_worker.lua").joinpath(f"{name}.lua").read_text()
+            )
+            for name in ("record_sample", "decide_step", "renew_lease", "release_lease", "reserve_budget")
+        }
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        """Connect and check the server answers; raises StoreError naming the URL's host."""
-        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
-        with _redis_errors("connecting"):
-            client.ping()
-        return cls(client)
+        """Connect and check the server answers.
 
-    def create_job(self, spec: JobSpec, *, steps: int, state: JSONValue) -> str:
+        Raises:
+            StoreUnavailableError: Redis does not answer at ``url``.
+        """
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        store = cls(client)
+        store.ping()
+        return store
+
+    def ping(self) -> None:
+        with _redis_errors("connecting"):
+            self.client.ping()
+
+    def _run(self, script: str, what: str, job_keys: Sequence[str], args: Sequence[Any]) -> Any:
+        with _redis_errors(what):
+            return self._scripts[script](keys=list(job_keys), args=list(args))
+
+    # Jobs -------------------------------------------------------------------------------------
+
+    def create_job(
+        self, spec: JobSpec, *, steps: int, state: JSONValue, budget_usd: float | None = None
+    ) -> str:
         """Store a new queued job and return its id."""
         job_id = new_job_id()
         now_s = time.time()
@@ -99,23 +119,64 @@ class RedisStore:
             "previous_move": "null",
             "epoch": "0",
             "created_at_s": now_s,
+            "budget_micro_usd": "" if budget_usd is None else round(budget_usd * MICRO),
         }
         with _redis_errors("creating a job"):
             pipe = self.client.pipeline()
             pipe.hset(keys.job(job_id), mapping=record)  # type: ignore[arg-type]  # invariant key type
             pipe.zadd(keys.jobs_index(), {job_id: now_s * 1000})
+            pipe.sadd(keys.active_jobs(), job_id)
             pipe.execute()
         return job_id
 
     def load_job(self, job_id: str) -> JobState:
+        """Read a job record.
+
+        Raises:
+            JobNotFoundError: no such job.
+            JobCorruptError: the record exists but does not parse.
+        """
         with _redis_errors("reading a job"):
             fields = cast(dict[str, str], self.client.hgetall(keys.job(job_id)))
         if not fields:
             raise JobNotFoundError(f"no job with id {job_id!r}; `maker list` shows the known jobs")
-        return JobState(job_id, fields)
+        try:
+            return JobState(job_id, fields)
+        except (KeyError, ValueError, ValidationError) as exc:
+            raise JobCorruptError(
+                f"job {job_id} has a corrupt record ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def job_ids(self) -> list[str]:
+        with _redis_errors("listing jobs"):
+            return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))
+
+    def set_status(
+        self, job_id: str, status: JobStatus, reason: str | None = None, wall_s: float | None = None
+    ) -> None:
+        """Set the status (and reason); only queued and running jobs stay claimable."""
+        fields: dict[str, str | float] = {"status": status.value, "reason": reason or ""}
+        if wall_s is not None:
+            fields["wall_s"] = wall_s
+        with _redis_errors("updating a job"):
+            pipe = self.client.pipeline()
+            pipe.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]  # invariant key type
+            if status in ACTIVE_STATUSES:
+                pipe.sadd(keys.active_jobs(), job_id)
+            else:
+                pipe.srem(keys.active_jobs(), job_id)
+            pipe.execute()
+
+    def update_limits(self, job_id: str, spec: JobSpec, budget_usd: float | None) -> None:
+        """Store a changed spec (e.g. a higher step cap) and budget, for ``maker resume``."""
+        budget = "" if budget_usd is None else str(round(budget_usd * MICRO))
+        with _redis_errors("updating a job"):
+            self.client.hset(
+                keys.job(job_id), mapping={"spec": spec.model_dump_json(), "budget_micro_usd": budget}
+            )
 
     def begin_epoch(self, job_id: str) -> str:
-        """Mark the job running under a new coordinator epoch; stale coordinators stop deciding."""
+        """Mark the job running under a new coordinator epoch; older coordinators can no longer decide."""
         with _redis_errors("starting a job"):
             pipe = self.client.pipeline()
             pipe.hincrby(keys.job(job_id), "epoch", 1)
@@ -123,14 +184,28 @@ class RedisStore:
             epoch, _ = pipe.execute()
         return str(epoch)
 
-    def set_status(
-        self, job_id: str, status: JobStatus, reason: str | None = None, wall_s: float = 0
-    ) -> None:
-        with _redis_errors("updating a job"):
-            self.client.hset(
-                keys.job(job_id),
-                mapping={"status": status.value, "reason": reason or "", "wall_s": wall_s},
+    def active_job_ids(self) -> list[str]:
+        with _redis_errors("listing active jobs"):
+            return sorted(cast(set[str], self.client.smembers(keys.active_jobs())))
+
+    # Leases -----------------------------------------------------------------------------------
+
+    def claim(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Take the job's lease if nobody holds it."""
+        with _redis_errors("claiming a job"):
+            return bool(self.client.set(keys.job_lease(job_id), owner, nx=True, px=round(lease_s * 1000)))
+
+    def renew(self, job_id: str, owner: str, lease_s: float) -> bool:
+        return bool(
+            self._run(
+                "renew_lease", "renewing a lease", [keys.job_lease(job_id)], [owner, round(lease_s * 1000)]
             )
+        )
+
+    def release(self, job_id: str, owner: str) -> None:
+        self._run("release_lease", "releasing a lease", [keys.job_lease(job_id)], [owner])
+
+    # Samples and steps ------------------------------------------------------------------------
 
     def step_is_open(self, job_id: str, step: int) -> bool:
         """Whether a sample for ``step`` is still wanted (job running, step undecided)."""
@@ -138,14 +213,28 @@ class RedisStore:
             status, steps_done = self.client.hmget(keys.job(job_id), ["status", "steps_done"])
         return status == JobStatus.RUNNING.value and int(steps_done or 0) <= step
 
+    def reserve_budget(self, job_id: str, cost_usd: float) -> bool:
+        """Reserve ``cost_usd`` of the job's budget; False when it would cross the budget."""
+        return bool(
+            self._run("reserve_budget", "reserving budget", [keys.job(job_id)], [round(cost_usd * MICRO)])
+        )
+
+    def settle_budget(self, job_id: str, delta_usd: float) -> None:
+        """Correct a reservation to the real cost (``delta_usd`` = real - reserved)."""
+        with _redis_errors("settling budget"):
+            self.client.hincrby(keys.job(job_id), "spent_micro_usd", round(delta_usd * MICRO))
+
     def record_result(self, job_id: str, step: int, result: SampleResult) -> str:
         """Record a sample result once: returns 'recorded', 'duplicate' or 'late'."""
         job_keys = [keys.job(job_id), keys.step_seen(job_id, step), keys.step_results(job_id, step)]
-        with _redis_errors("recording a sample"):
-            outcome = self._record_sample(
-                keys=job_keys, args=[step, result.sample_id, result.model_dump_json()]
+        return str(
+            self._run(
+                "record_sample",
+                "recording a sample",
+                job_keys,
+                [step, result.sample_id, result.model_dump_json()],
             )
-        return str(outcome)
+        )
 
     def read_results(
         self, job_id: str, step: int, after_id: str, block_ms: int | None
@@ -160,8 +249,13 @@ class RedisStore:
                 after_id = entry_id
         return results, after_id
 
-    def decide_step(self, job_id: str, epoch: str, entry: LedgerEntry, counters: Mapping[str, int]) -> bool:
-        """Append ``entry`` and advance the job; False if the step was decided elsewhere."""
+    def decide_step(self, job_id: str, epoch: str, entry: LedgerEntry, counters: Mapping[str, int]) -> int:
+        """Append ``entry`` and advance the job.
+
+        Returns:
+            1 when appended, 0 when another coordinator epoch owns the job, -1 when the job's
+            ``steps_done`` is not ``entry.step`` (re-read the record and carry on from there).
+        """
         step = entry.step
         job_keys = [
             keys.job(job_id),
@@ -180,15 +274,14 @@ class RedisStore:
         ]
         for name, value in counters.items():
             args += [name, value]
-        with _redis_errors("deciding a step"):
-            return bool(self._decide_step(keys=job_keys, args=args))
+        return int(self._run("decide_step", "deciding a step", job_keys, args))
 
     def ledger(self, job_id: str, batch: int = 1000) -> Iterator[LedgerEntry]:
         """The decided steps in order, read in batches."""
         start = 0
         while True:
             with _redis_errors("reading the ledger"):
-                rows = self.client.lrange(keys.ledger(job_id), start, start + batch - 1)
+                rows = cast(list[str], self.client.lrange(keys.ledger(job_id), start, start + batch - 1))
             for row in rows:
                 yield LedgerEntry.model_validate_json(row)
             if len(rows) < batch:
@@ -209,7 +302,3 @@ class RedisStore:
                     approximate=True,
                 )
             pipe.execute()
-
-    def job_ids(self) -> list[str]:
-        with _redis_errors("listing jobs"):
-            return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from maker_worker.core.pricing import cost_usd
 from maker_worker.domains.base import Domain
 from maker_worker.jobs import JobSummary, LedgerEntry
 from maker_worker.store import JobState
@@ -47,7 +46,8 @@ def build_summary(job: JobState, errors_vs_oracle: int | None, events_path: str 
         wall_s=round(job.wall_s, 3),
         tokens_in=counters["tokens_in"],
         tokens_out=counters["tokens_out"],
-        cost_usd=round(cost_usd(job.spec.model, counters["tokens_in"], counters["tokens_out"]), 6),
+        cost_usd=round(job.spec.cost_usd(counters["tokens_in"], counters["tokens_out"]), 6),
+        budget_usd=job.budget_usd,
         provider=job.spec.provider,
         model=job.spec.model,
         events_path=events_path,

@@ -78,7 +78,7 @@ def run_coordinated(
     domain = get_domain("hanoi", disks=disks)
     job_id = submit(store, domain, make_spec(settings, domain, K))
     log = EventLog(events / f"{job_id}.jsonl")
-    coordinator = Coordinator(store, dispatcher, log, sample_timeout_s=60)
+    coordinator = Coordinator(store, dispatcher, log)
     started_s = time.perf_counter()
     job = coordinator.run(job_id)
     elapsed_s = time.perf_counter() - started_s

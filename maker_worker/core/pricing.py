@@ -14,12 +14,7 @@ DEFAULT_PRICES_USD_PER_MTOK: Mapping[str, tuple[float, float]] = {
 """(input, output) US dollars per million tokens; models not listed cost 0 (e.g. local Ollama)."""
 
 
-def cost_usd(
-    model: str,
-    tokens_in: int,
-    tokens_out: int,
-    prices_usd_per_mtok: Mapping[str, tuple[float, float]] = DEFAULT_PRICES_USD_PER_MTOK,
-) -> float:
-    """The price of ``tokens_in`` prompt and ``tokens_out`` completion tokens of ``model``."""
-    price_in, price_out = prices_usd_per_mtok.get(model, (0.0, 0.0))
-    return (tokens_in * price_in + tokens_out * price_out) / 1_000_000
+def prices_for(model: str, overrides: Mapping[str, tuple[float, float]] | None = None) -> tuple[float, float]:
+    """(input, output) USD per million tokens for ``model``: configured prices first, then defaults."""
+    table = {**DEFAULT_PRICES_USD_PER_MTOK, **(overrides or {})}
+    return table.get(model, (0.0, 0.0))

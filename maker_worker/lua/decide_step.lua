@@ -3,13 +3,14 @@
 -- ARGV[1] step, ARGV[2] ledger entry JSON, ARGV[3] next state JSON, ARGV[4] move JSON,
 -- ARGV[5] TTL (s) for the step keys, ARGV[6] epoch of the deciding coordinator,
 -- ARGV[7] samples in the step, then pairs of (counter field, increment).
--- Returns 1 when appended, 0 when the step was already decided or another epoch owns the job.
+-- Returns 1 when appended, 0 when another coordinator epoch owns the job, -1 when the job's
+-- steps_done is not this step (the caller must re-read the job record).
 local step = tonumber(ARGV[1])
-if tonumber(redis.call('HGET', KEYS[1], 'steps_done') or '0') ~= step then
-  return 0
-end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[6] then
   return 0
+end
+if tonumber(redis.call('HGET', KEYS[1], 'steps_done') or '0') ~= step then
+  return -1
 end
 if redis.call('LLEN', KEYS[2]) ~= step then
   return redis.error_reply('ledger length does not match steps_done')

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
-from maker_worker.config import Settings
-from maker_worker.errors import ConfigError, ProviderError
+from maker_worker.config import PROVIDERS, Settings
+from maker_worker.errors import ConfigError
 from maker_worker.providers.base import Provider
+from maker_worker.providers.http import OnRetry
 
-RetryHook = Callable[[ProviderError, int, float], None]
+RetryHook = OnRetry
+"""Called before each retry sleep with the error, the failed attempt number and the wait in seconds."""
 
 
 def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = None) -> Provider:
@@ -17,9 +19,11 @@ def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = N
     Raises:
         ConfigError: the provider is unknown or lacks its URL or API key.
     """
+    from maker_worker.providers.anthropic import AnthropicProvider
+    from maker_worker.providers.ollama import OllamaProvider
     from maker_worker.providers.openai import OpenAIProvider
 
-    common = {
+    common: dict[str, Any] = {
         "timeout_s": settings.http_timeout_s,
         "max_retries": settings.max_retries,
         "max_delay_ms": settings.max_delay_ms,
@@ -28,13 +32,20 @@ def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = N
     if name == "sim":
         if not settings.sim_url:
             raise ConfigError("provider 'sim' needs MAKER_SIM_URL (start one with `maker sim-server`)")
-        return OpenAIProvider(base_url=settings.sim_url, api_key=None, name="sim", **common)  # type: ignore[arg-type]
+        return OpenAIProvider(base_url=settings.sim_url, api_key=None, name="sim", **common)
     if name == "openai":
         if settings.openai_api_key is None:
             raise ConfigError("provider 'openai' needs OPENAI_API_KEY in the environment")
         key = settings.openai_api_key.get_secret_value()
-        return OpenAIProvider(base_url=settings.openai_base_url, api_key=key, name="openai", **common)  # type: ignore[arg-type]
-    raise ConfigError(f"provider {name!r} is not available in this version; use sim or openai")
+        return OpenAIProvider(base_url=settings.openai_base_url, api_key=key, name="openai", **common)
+    if name == "anthropic":
+        if settings.anthropic_api_key is None:
+            raise ConfigError("provider 'anthropic' needs ANTHROPIC_API_KEY in the environment")
+        key = settings.anthropic_api_key.get_secret_value()
+        return AnthropicProvider(base_url=settings.anthropic_base_url, api_key=key, **common)
+    if name == "ollama":
+        return OllamaProvider(base_url=settings.ollama_url, **common)
+    raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
 
 
 def check_embedded_provider(name: str, settings: Settings) -> None:

@@ -19,7 +19,8 @@ from maker_worker.errors import (
     QuotaExhaustedError,
     RateLimitedError,
 )
-from maker_worker.providers.openai import MAX_RESPONSE_BYTES, OpenAIProvider
+from maker_worker.providers.http import MAX_RESPONSE_BYTES
+from maker_worker.providers.openai import OpenAIProvider
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 BASE_URL = "https://llm.example/v1"

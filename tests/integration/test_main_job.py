@@ -22,7 +22,7 @@ def run_job(redis_url: str, tmp_path: Path, *, disks: int, k: int) -> JobSummary
     domain = get_domain("hanoi", disks=disks)
     job_id = submit(store, domain, make_spec(settings, domain, k))
     job, events_path = drive(settings, redis_url, job_id)
-    return finish(store, job, domain, events_path)
+    return finish(store, job, events_path)
 
 
 def read_events(summary: JobSummary) -> list[dict[str, object]]:
