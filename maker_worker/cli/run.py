@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -192,16 +193,24 @@ def worker(
     threads: Annotated[int | None, typer.Option(min=1, help="Threads per worker process.")] = None,
     hostname: Annotated[str | None, typer.Option(help="Celery node name.")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    supervised: Annotated[bool, typer.Option(help="Restart the worker whenever it dies.")] = True,
     config: ConfigOption = None,
 ) -> None:
-    """Run a Celery worker that samples for every job in the configured Redis."""
+    """Run a Celery worker that samples for every job in the configured Redis.
+
+    By default a small supervisor restarts the worker if it dies (e.g. kombu gives up on a
+    Redis restart), so a broker outage never needs an operator.
+    """
     from maker_worker.celery_app import SAMPLE_QUEUE, create_app
     from maker_worker.service import WorkerContext
+    from maker_worker.supervise import supervise
     from maker_worker.tasks import register_tasks
 
     settings = load_settings(config, worker_threads=threads)
     if not settings.redis_url:
         raise ConfigError("maker worker needs MAKER_REDIS_URL (the Redis that coordinators use)")
+    if supervised:
+        raise typer.Exit(supervise([sys.executable, "-m", "maker_worker", *sys.argv[1:], "--no-supervised"]))
     celery = create_app(settings, settings.redis_url)
     ctx = WorkerContext.from_settings(settings, settings.redis_url)
     register_tasks(celery, ctx)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
+
 from maker_worker.config import PROVIDERS, Settings
 from maker_worker.errors import ConfigError
 from maker_worker.providers.base import Provider
@@ -34,18 +36,20 @@ def build_provider(name: str, settings: Settings, on_retry: RetryHook | None = N
             raise ConfigError("provider 'sim' needs MAKER_SIM_URL (start one with `maker sim-server`)")
         return OpenAIProvider(base_url=settings.sim_url, api_key=None, name="sim", **common)
     if name == "openai":
-        if settings.openai_api_key is None:
-            raise ConfigError("provider 'openai' needs OPENAI_API_KEY in the environment")
-        key = settings.openai_api_key.get_secret_value()
+        key = _required_key(settings.openai_api_key, "openai", "OPENAI_API_KEY")
         return OpenAIProvider(base_url=settings.openai_base_url, api_key=key, name="openai", **common)
     if name == "anthropic":
-        if settings.anthropic_api_key is None:
-            raise ConfigError("provider 'anthropic' needs ANTHROPIC_API_KEY in the environment")
-        key = settings.anthropic_api_key.get_secret_value()
+        key = _required_key(settings.anthropic_api_key, "anthropic", "ANTHROPIC_API_KEY")
         return AnthropicProvider(base_url=settings.anthropic_base_url, api_key=key, **common)
     if name == "ollama":
         return OllamaProvider(base_url=settings.ollama_url, **common)
     raise ConfigError(f"unknown provider {name!r}; use one of {', '.join(PROVIDERS)}")
+
+
+def _required_key(secret: SecretStr | None, provider: str, variable: str) -> str:
+    if secret is None:
+        raise ConfigError(f"provider {provider!r} needs {variable} in the environment")
+    return secret.get_secret_value()
 
 
 def check_embedded_provider(name: str, settings: Settings) -> None:

@@ -27,31 +27,56 @@ RAMBLING_TOKENS = (1_000, 1_500)
 
 @dataclass(frozen=True)
 class SimConfig:
-    """How the simulated model behaves.
+    """How the simulated model and its service behave.
 
     Attributes:
         p: chance that a non-red-flagged answer is correct.
         red_flag_rate: chance that an answer is red-flag-worthy (rambling, broken or cut off).
         latency_ms: time each chat request takes.
         seed: varies every answer; the same seed replays the same answers.
+        rpm_limit: requests per sliding 60 s window the server admits (None: unlimited); more
+            get 429 with the format's rate-limit headers.
+        tpm_limit: tokens (prompt and completion) per sliding 60 s window (None: unlimited).
+        error_rate: chance that an admitted request gets an injected server error instead of an
+            answer (500 JSON, 502 HTML page, 503, and 529 ``overloaded_error`` for Anthropic).
+        slow_rate: chance that an answer is delayed by ``slow_ms`` more.
+        slow_ms: the extra delay of a slow answer.
     """
 
     p: float = 0.95
     red_flag_rate: float = 0.0
     latency_ms: float = 0.0
     seed: int = 0
+    rpm_limit: float | None = None
+    tpm_limit: float | None = None
+    error_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_ms: float = 2000.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.p <= 1.0:
-            raise ConfigError(f"simulator p must be in 0..1, got {self.p}; set --sim-p")
-        if not 0.0 <= self.red_flag_rate <= 1.0:
-            raise ConfigError(
-                f"simulator red_flag_rate must be in 0..1, got {self.red_flag_rate}; set --sim-red-flag-rate"
-            )
-        if not (math.isfinite(self.latency_ms) and self.latency_ms >= 0):
-            raise ConfigError(
-                f"simulator latency_ms must be a number >= 0, got {self.latency_ms}; set --sim-latency-ms"
-            )
+        for name, flag in _SHARES.items():
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"simulator {name} must be in 0..1, got {value}{flag}")
+        for name, flag in _DURATIONS.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"simulator {name} must be a number >= 0, got {value}{flag}")
+        for name in ("rpm_limit", "tpm_limit"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"simulator {name} must be a number > 0 or unset, got {value}")
+
+
+_SHARES = {
+    "p": "; set --sim-p",
+    "red_flag_rate": "; set --sim-red-flag-rate",
+    "error_rate": "",
+    "slow_rate": "",
+}
+"""SimConfig fields that are probabilities, with the CLI flag setting each (if any)."""
+_DURATIONS = {"latency_ms": "; set --sim-latency-ms", "slow_ms": ""}
+"""SimConfig fields that are delays in milliseconds (finite, at least 0), likewise."""
 
 
 class NotAStepPromptError(ValueError):

@@ -214,11 +214,11 @@ def _anthropic_request(body: Any) -> ChatRequest:
         raise BadRequestError("messages: a list of message objects is required")
     if body.get("max_tokens") is None:
         raise BadRequestError("max_tokens: field required")
-    messages = [{"role": "system", "content": _anthropic_text(body.get("system", ""))}]
-    messages += [
-        {"role": m.get("role"), "content": _anthropic_text(m.get("content"))} for m in body["messages"]
-    ]
-    prompt_text, user_text = _chat_messages([m for m in messages if m["content"] or m["role"] != "system"])
+    system = _anthropic_text(body.get("system", ""))
+    turns = [{"role": m.get("role"), "content": _anthropic_text(m.get("content"))} for m in body["messages"]]
+    prompt_text, user_text = _chat_messages(
+        ([{"role": "system", "content": system}] if system else []) + turns
+    )
     temperature = _temperature(body.get("temperature", 1.0), 1.0)
     max_tokens = _max_tokens(body["max_tokens"], "max_tokens")
     return ChatRequest(str(body.get("model", "sim")), prompt_text, user_text, temperature, max_tokens)

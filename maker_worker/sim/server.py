@@ -1,33 +1,42 @@
 """The maker LLM simulator's HTTP server: a test and planning tool answering Hanoi step prompts.
 
-Standard library only (a keep-alive ``ThreadingHTTPServer`` with daemon threads). Each provider
-wire format is one :class:`_WireFormat` (parse the request, render the answer, render an error)
-over the same pure answer generator in :mod:`maker_worker.sim.answers`. Only OpenAI chat
-completions is served today; Anthropic Messages and Ollama ``/api/chat`` are further entries in
-``_ROUTES``.
+Standard library only (a keep-alive ``ThreadingHTTPServer`` with daemon threads). It speaks each
+provider format of :data:`maker_worker.sim.formats.ROUTES` (OpenAI chat completions, Anthropic
+Messages, Ollama ``/api/chat``) over the same pure answer generator in
+:mod:`maker_worker.sim.answers`. A chat request goes through, in order:
+
+1. parsing (400 in the format's error shape when it cannot be answered);
+2. the simulator's own RPM/TPM limits (:mod:`maker_worker.sim.limits`): 429 with ``retry-after``
+   and the format's rate-limit headers, as the real services send them;
+3. injected failures at ``error_rate``: 500 JSON, 502 HTML page, 503, and 529 for Anthropic;
+4. the answer, after ``latency_ms`` (plus ``slow_ms`` for a share ``slow_rate`` of answers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
 import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from maker_worker.sim.answers import (
-    NotAStepPromptError,
-    SimAnswer,
-    SimConfig,
-    count_tokens,
-    generate_answer,
-    rng_for,
+from maker_worker.sim.answers import NotAStepPromptError, SimConfig, count_tokens, generate_answer, rng_for
+from maker_worker.sim.formats import (
+    BAD_GATEWAY_HTML,
+    ROUTES,
+    BadRequestError,
+    Failure,
+    WireFormat,
+    go_duration,
+    openai_error,
 )
+from maker_worker.sim.limits import Verdict, WindowLimiter
 
 __all__ = ["TOOL_NAME", "SimConfig", "SimServer", "serve"]
 
@@ -38,87 +47,33 @@ _SHUTDOWN_POLL_S = 0.05
 _ASK_MEMORY = 100_000
 """Distinct (prompt, temperature) pairs whose ask counts are remembered (least recent dropped)."""
 
-
-# --- wire formats -------------------------------------------------------------------------
-
-
-class BadRequestError(ValueError):
-    """The request cannot be answered; the message is sent back to the client."""
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """A chat request, whatever the wire format it came in."""
-
-    model: str
-    prompt_text: str
-    user_text: str
-    temperature: float
-    max_tokens: int | None
-
-
-@dataclass(frozen=True)
-class _WireFormat:
-    parse: Callable[[Any], ChatRequest]
-    render: Callable[[ChatRequest, SimAnswer, str], dict[str, Any]]
-    error: Callable[[str], dict[str, Any]]
-
-
-def _openai_request(body: Any) -> ChatRequest:
-    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-        raise BadRequestError("body must be a JSON object with a 'messages' list")
-    messages = body["messages"]
-    if not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages):
-        raise BadRequestError("every message needs a string 'content'")
-    users = [m["content"] for m in messages if m.get("role") == "user"]
-    temperature = body.get("temperature", 1.0)
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if not users or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-        raise BadRequestError("need a user message and a temperature in 0..2")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise BadRequestError("max_tokens must be a positive integer")
-    prompt_text = "\n".join(str(m.get("role")) + ": " + m["content"] for m in messages)
-    return ChatRequest(str(body.get("model", "sim")), prompt_text, users[-1], float(temperature), max_tokens)
-
-
-def _openai_response(request: ChatRequest, answer: SimAnswer, response_id: str) -> dict[str, Any]:
-    prompt_tokens, completion_tokens = count_tokens(request.prompt_text), count_tokens(answer.text)
-    return {
-        "id": f"chatcmpl-{response_id}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.text},
-                "finish_reason": answer.finish_reason,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
-
-
-def _openai_error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
-
-
-_ROUTES = {"/v1/chat/completions": _WireFormat(_openai_request, _openai_response, _openai_error)}
-
-
-# --- HTTP ---------------------------------------------------------------------------------
+_INJECTED = {
+    500: (
+        Failure.SERVER_ERROR,
+        "The server had an error while processing your request (injected by the simulator)",
+    ),
+    503: (Failure.UNAVAILABLE, "The service is temporarily unavailable (injected by the simulator)"),
+    529: (Failure.OVERLOADED, "Overloaded (injected by the simulator)"),
+}
+"""Injected JSON errors by status; 502 is an HTML page from a pretend proxy instead."""
 
 
 class _SimState:
-    """What the request threads share: config, statistics and per-prompt ask counts."""
+    """What the request threads share: config, limits, statistics and per-prompt ask counts."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
         self.config = config
+        self.limiter = WindowLimiter(config.rpm_limit, config.tpm_limit, clock)
+        self.wall_clock = wall_clock
+        self._sleep = sleep
         self._lock = threading.Lock()
+        self._chaos = random.Random(config.seed)
         self._stats: Counter[str] = Counter()
         self._asks: OrderedDict[bytes, int] = OrderedDict()
         self._responses = 0
@@ -148,6 +103,25 @@ class _SimState:
                 self._asks.popitem(last=False)
         return index
 
+    def injected_status(self, statuses: tuple[int, ...]) -> int | None:
+        """A status to fail with (chance ``error_rate``), or None to answer."""
+        if not self.config.error_rate:
+            return None
+        with self._lock:
+            return self._chaos.choice(statuses) if self._chaos.random() < self.config.error_rate else None
+
+    def pause(self) -> None:
+        """Take ``latency_ms``, plus ``slow_ms`` for a share ``slow_rate`` of answers."""
+        delay_ms = self.config.latency_ms
+        if self.config.slow_rate:
+            with self._lock:
+                slow = self._chaos.random() < self.config.slow_rate
+            if slow:
+                delay_ms += self.config.slow_ms
+                self.record("slow")
+        if delay_ms:
+            self._sleep(delay_ms / 1000.0)
+
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -174,35 +148,62 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] == "/health":
             self._send(200, {"status": "ok", "tool": TOOL_NAME})
         else:
-            self._send(404, _openai_error(f"no route {self.path}"), outcome="not_found")
+            self._send(404, openai_error(Failure.NOT_FOUND, f"no route {self.path}"), outcome="not_found")
 
     def do_POST(self) -> None:
-        wire = _ROUTES.get(self.path.split("?")[0])
+        wire = ROUTES.get(self.path.split("?")[0])
         if wire is None:
             self.close_connection = True  # the unread body would be taken for the next request
-            self._send(404, _openai_error(f"no route {self.path}"), outcome="not_found")
+            self._send(404, openai_error(Failure.NOT_FOUND, f"no route {self.path}"), outcome="not_found")
             return
         try:
             self._answer(wire)
         except (BadRequestError, NotAStepPromptError) as exc:
-            self._send(400, wire.error(str(exc)), outcome="bad_request")
+            self._send(400, wire.error(Failure.BAD_REQUEST, str(exc)), outcome="bad_request")
         except Exception as exc:  # the server thread must survive any bug
             self.close_connection = True
-            self._send(500, wire.error(f"simulator error: {type(exc).__name__}"), outcome="error")
+            message = f"simulator error: {type(exc).__name__}"
+            self._send(500, wire.error(Failure.SERVER_ERROR, message), outcome="error")
 
-    def _answer(self, wire: _WireFormat) -> None:
+    def _answer(self, wire: WireFormat) -> None:
         request = wire.parse(self._read_json())
         state = self.server.state
-        rng = rng_for(
-            state.config.seed,
-            request.prompt_text,
-            request.temperature,
-            state.ask_index(request.prompt_text, request.temperature),
-        )
+        verdict = state.limiter.admit(count_tokens(request.prompt_text))
+        if verdict.exceeded is not None:
+            self._send_rate_limited(wire, verdict)
+            return
+        status = state.injected_status(wire.injected_statuses)
+        if status is not None:
+            self._send_injected(wire, status)
+            return
+        ask_index = state.ask_index(request.prompt_text, request.temperature)
+        rng = rng_for(state.config.seed, request.prompt_text, request.temperature, ask_index)
         answer = generate_answer(state.config, request.user_text, request.max_tokens, rng)
-        if state.config.latency_ms:
-            time.sleep(state.config.latency_ms / 1000.0)
-        self._send(200, wire.render(request, answer, state.next_response_id()), outcome=answer.kind)
+        state.limiter.charge(count_tokens(answer.text))
+        state.pause()
+        headers = (
+            wire.limit_headers(state.limiter.status(), state.wall_clock()) if state.limiter.enabled else {}
+        )
+        self._send(200, wire.render(request, answer, state.next_response_id()), headers, outcome=answer.kind)
+
+    def _send_rate_limited(self, wire: WireFormat, verdict: Verdict) -> None:
+        failure = (
+            Failure.RATE_LIMITED_REQUESTS if verdict.exceeded == "requests" else Failure.RATE_LIMITED_TOKENS
+        )
+        message = (
+            f"Rate limit reached for {verdict.exceeded} per minute (simulator limits). "
+            f"Please try again in {go_duration(verdict.retry_after_s)}."
+        )
+        headers = {"retry-after": str(math.ceil(verdict.retry_after_s))}
+        headers |= wire.limit_headers(verdict.status, self.server.state.wall_clock())
+        self._send(429, wire.error(failure, message), headers, outcome="rate_limited")
+
+    def _send_injected(self, wire: WireFormat, status: int) -> None:
+        if status == 502:
+            self._send(502, BAD_GATEWAY_HTML, content_type="text/html", outcome="error_502")
+            return
+        failure, message = _INJECTED[status]
+        self._send(status, wire.error(failure, message), outcome=f"error_{status}")
 
     def _read_json(self) -> Any:
         length = self.headers.get("Content-Length")
@@ -214,13 +215,23 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             raise BadRequestError(f"body is not valid JSON: {exc}") from exc
 
-    def _send(self, status: int, body: dict[str, Any], *, outcome: str | None = None) -> None:
-        payload = json.dumps(body).encode()
+    def _send(
+        self,
+        status: int,
+        body: dict[str, Any] | bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        content_type: str = "application/json",
+        outcome: str | None = None,
+    ) -> None:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
         if outcome is not None:  # before replying, so a client that got its answer sees it counted
             self.server.state.record(outcome)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -234,26 +245,55 @@ class SimServer:
 
         with SimServer(SimConfig(p=0.9)) as sim:
             provider = OpenAIProvider(base_url=sim.base_url, ...)
+            claude = AnthropicProvider(base_url=sim.root_url, ...)
+
+    Args:
+        config: how the simulated model and service behave.
+        host: the interface to bind.
+        port: the port to bind; 0 picks a free one.
+        clock: monotonic seconds for the rate-limit window (tests move it by hand).
+        wall_clock: epoch seconds for the RFC 3339 reset timestamps of the Anthropic format.
+        sleep: takes the answer delays (``latency_ms``, ``slow_ms``).
     """
 
-    def __init__(self, config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: SimConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self._address = (host, port)
-        self._state = _SimState(config)
+        self._state = _SimState(config, clock, wall_clock, sleep)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
-    def base_url(self) -> str:
-        """``http://HOST:PORT/v1``, the URL to give an OpenAI-compatible client."""
+    def root_url(self) -> str:
+        """``http://HOST:PORT``, the base URL for Anthropic and Ollama clients."""
         if self._httpd is None:
             raise RuntimeError("the simulator is not started")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT/v1``, the URL to give an OpenAI-compatible client."""
+        return self.root_url + "/v1"
 
     @property
     def stats(self) -> dict[str, int]:
-        """Requests served so far, by outcome (answer kinds, ``bad_request``, ``not_found``, ``error``)."""
+        """Requests served so far, by outcome.
+
+        Answer kinds (``correct``, ``wrong``, ``rambling``, ...), ``bad_request``, ``not_found``,
+        ``error`` (a simulator bug), ``rate_limited`` (429s), ``error_500``, ``error_502``,
+        ``error_503``, ``error_529`` (injected); plus ``slow``, answers also counted by kind that
+        were delayed by ``slow_ms``.
+        """
         return self._state.stats()
 
     def start(self) -> str:
@@ -289,5 +329,10 @@ class SimServer:
 def serve(config: SimConfig, host: str, port: int) -> None:
     """Serve the simulator until the process is interrupted (the ``maker sim-server`` command)."""
     with SimServer(config, host, port) as sim:
-        print(f"{TOOL_NAME} listening on {sim.base_url}", file=sys.stderr, flush=True)
+        print(
+            f"{TOOL_NAME} listening on {sim.base_url} (OpenAI format); Anthropic and Ollama clients "
+            f"use {sim.root_url}",
+            file=sys.stderr,
+            flush=True,
+        )
         threading.Event().wait()

@@ -167,6 +167,7 @@ def test_429_with_retry_after_is_retried_after_that_wait() -> None:
     ("headers", "expected_wait_s"),
     [
         ({"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "1s"}, 360.0),
+        ({"x-ratelimit-reset-requests": "1m9.696s", "x-ratelimit-reset-tokens": "20ms"}, 69.696),
         ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW_S + 30, UTC), usegmt=True)}, 30.0),
         ({"retry-after-ms": "1500"}, 1.5),
     ],

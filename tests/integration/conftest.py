@@ -41,7 +41,7 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server for the session (or ``MAKER_TEST_REDIS_URL``)."""
     given = os.environ.get("MAKER_TEST_REDIS_URL")
     if given:
@@ -50,6 +50,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url, process = _start_redis(tmp_path_factory.mktemp("redis"))
     yield url
     stop_process(process)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The session's Redis, emptied before each test so no job or queue leaks between tests."""
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    yield redis_server
+    client.close()
 
 
 @pytest.fixture
@@ -68,23 +77,33 @@ def sim_server() -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., None]]:
+def workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., list[subprocess.Popen[bytes]]]]:
     """Factory: start ``count`` real ``maker worker`` processes and wait until they answer a ping."""
     processes: list[subprocess.Popen[bytes]] = []
     logs: list[IO[bytes]] = []
 
-    def start(count: int, *, sim_url: str, threads: int = 8, extra_env: dict[str, str] | None = None) -> None:
-        env = dict(os.environ, MAKER_REDIS_URL=redis_url, MAKER_SIM_URL=sim_url, **(extra_env or {}))
+    def start(
+        count: int,
+        *,
+        sim_url: str,
+        threads: int = 8,
+        extra_env: dict[str, str] | None = None,
+        url: str | None = None,
+    ) -> list[subprocess.Popen[bytes]]:
+        target = url or redis_url
+        env = dict(os.environ, MAKER_REDIS_URL=target, MAKER_SIM_URL=sim_url, **(extra_env or {}))
         names = []
         for index in range(count):
             name = f"test{index}-{os.getpid()}-{time.monotonic_ns()}@localhost"
             args = [sys.executable, "-m", "maker_worker", "worker", "--threads", str(threads)]
             args += ["--hostname", name, "--loglevel", "WARNING"]
-            log = (tmp_path / f"worker-{index}.log").open("wb")
+            log = (tmp_path / f"worker-{len(processes)}.log").open("wb")
             logs.append(log)
             processes.append(subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT))
             names.append(name)
-        _wait_for_workers(redis_url, names, processes)
+        started = processes[-count:]
+        _wait_for_workers(target, names, started)
+        return started
 
     yield start
     for process in processes:
