@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import redis
 from celery import Celery
+from kombu.exceptions import KombuError
 
 from maker_worker.config import Settings
+from maker_worker.errors import StoreUnavailableError
 from maker_worker.jobs import SampleRequest
 
 SAMPLE_TASK = "maker.sample"
@@ -49,6 +52,18 @@ class CeleryDispatcher:
         self.app = app
 
     def dispatch(self, requests: Sequence[SampleRequest]) -> None:
+        """Publish one round of samples.
+
+        Raises:
+            StoreUnavailableError: the broker (Redis) could not take them; the coordinator waits
+                for Redis and re-dispatches what the step still needs.
+        """
+        try:
+            self._publish(requests)
+        except (KombuError, redis.RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"cannot publish samples to Redis: {exc}") from exc
+
+    def _publish(self, requests: Sequence[SampleRequest]) -> None:
         # One pipelined round trip for the whole round (kombu >= 5.7 publish batches).
         with self.app.producer_or_acquire() as producer, producer.batch():
             for request in requests:

@@ -65,15 +65,20 @@ class StepBook:
     decision: Decision | None = None
 
     def absorb(self, result: SampleResult) -> None:
-        """Count one sample's result: a vote, a red flag or a failed call."""
-        self.in_flight.pop(result.sample_id, None)
+        """Count one sample's result: a vote, a red flag or a failed call.
+
+        A failure that pauses the job counts only from this coordinator's own samples: one left
+        in the inbox by the run that paused (e.g. over budget) must not pause the resumed run.
+        """
+        ours = self.in_flight.pop(result.sample_id, None) is not None
         self.results += 1
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
         self.api_errors += len(result.api_errors) + (result.error is not None)
         kind = result.error_kind
-        if kind is not None and kind is not ErrorKind.PROVIDER_UNAVAILABLE:
-            self.fatal_error = (kind, result.error or "")
+        if kind is not None:
+            if ours and kind is not ErrorKind.PROVIDER_UNAVAILABLE:
+                self.fatal_error = (kind, result.error or "")
         elif result.red_flag is not None:
             self.red_flags[result.red_flag] += 1
         elif result.vote_key is not None:

@@ -14,10 +14,10 @@ key                                        type    content and lifetime
                                                    expires ``lease_s`` after its last renewal
 ``maker:job:{job}:ledger``                 list    one JSON LedgerEntry per decided step, index = step;
                                                    no TTL (the durable result)
-``maker:job:{job}:step:{step}:results``    stream  sample results of an open step; expires
-                                                   ``STEP_KEYS_TTL_S`` after the step is decided
-``maker:job:{job}:step:{step}:seen``       set     sample ids already recorded for the step (exactly
-                                                   once); same TTL as the results stream
+``maker:job:{job}:step:{step}:results``    stream  sample results of an open step; deleted when the
+                                                   step is decided (later results are answered 'late')
+``maker:job:{job}:step:{step}:seen``       set     sample ids already recorded for the open step
+                                                   (exactly once); deleted with the results stream
 ``maker:job:{job}:events``                 stream  live event feed for watchers, capped at
                                                    ``EVENTS_STREAM_MAXLEN`` entries
 ``maker:ratelimit:{provider}:{model}:rpm`` string  limiter theoretical arrival time (ms, Redis server
@@ -28,9 +28,6 @@ key                                        type    content and lifetime
 from __future__ import annotations
 
 PREFIX = "maker"
-
-STEP_KEYS_TTL_S = 60
-"""How long a decided step's results and seen-set stay, for late duplicates to be answered."""
 
 EVENTS_STREAM_MAXLEN = 10_000
 """Approximate cap on a job's live event stream (the event file is the full record)."""

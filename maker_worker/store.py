@@ -268,7 +268,6 @@ class RedisStore:
             entry.model_dump_json(),
             json.dumps(entry.next_state),
             json.dumps(entry.move),
-            keys.STEP_KEYS_TTL_S,
             epoch,
             entry.samples,
         ]

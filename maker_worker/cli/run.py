@@ -233,8 +233,28 @@ def sim_server(
     red_flag_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Rate of red-flag answers.")] = 0.0,
     latency_ms: Annotated[float, typer.Option(min=0.0, help="Added latency per call.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rpm_limit: Annotated[
+        float | None, typer.Option(min=1, help="Answer 429 past this many requests/min.")
+    ] = None,
+    tpm_limit: Annotated[
+        float | None, typer.Option(min=1, help="Answer 429 past this many tokens/min.")
+    ] = None,
+    error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Rate of injected 5xx/529.")] = 0.0,
+    slow_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Rate of slow answers.")] = 0.0,
+    slow_ms: Annotated[float, typer.Option(min=0.0, help="Delay of a slow answer.")] = 2000.0,
 ) -> None:
-    """Run the LLM simulator, a test and planning tool speaking the providers' HTTP formats."""
+    """Run the LLM simulator, a test and planning tool speaking the OpenAI, Anthropic and Ollama formats."""
     from maker_worker.sim.server import SimConfig, serve
 
-    serve(SimConfig(p=p, red_flag_rate=red_flag_rate, latency_ms=latency_ms, seed=seed), host, port)
+    config = SimConfig(
+        p=p,
+        red_flag_rate=red_flag_rate,
+        latency_ms=latency_ms,
+        seed=seed,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        error_rate=error_rate,
+        slow_rate=slow_rate,
+        slow_ms=slow_ms,
+    )
+    serve(config, host, port)

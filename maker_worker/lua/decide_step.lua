@@ -1,12 +1,12 @@
 -- Append a decided step to the ledger and advance the job, atomically and once.
 -- KEYS[1] job hash, KEYS[2] ledger list, KEYS[3] step results stream, KEYS[4] step seen-set
 -- ARGV[1] step, ARGV[2] ledger entry JSON, ARGV[3] next state JSON, ARGV[4] move JSON,
--- ARGV[5] TTL (s) for the step keys, ARGV[6] epoch of the deciding coordinator,
--- ARGV[7] samples in the step, then pairs of (counter field, increment).
+-- ARGV[5] epoch of the deciding coordinator, ARGV[6] samples in the step,
+-- then pairs of (counter field, increment).
 -- Returns 1 when appended, 0 when another coordinator epoch owns the job, -1 when the job's
 -- steps_done is not this step (the caller must re-read the job record).
 local step = tonumber(ARGV[1])
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[6] then
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[5] then
   return 0
 end
 if tonumber(redis.call('HGET', KEYS[1], 'steps_done') or '0') ~= step then
@@ -18,12 +18,12 @@ end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[1], 'steps_done', step + 1, 'state', ARGV[3], 'previous_move', ARGV[4])
 local most = tonumber(redis.call('HGET', KEYS[1], 'max_samples_in_a_step') or '0')
-if tonumber(ARGV[7]) > most then
-  redis.call('HSET', KEYS[1], 'max_samples_in_a_step', ARGV[7])
+if tonumber(ARGV[6]) > most then
+  redis.call('HSET', KEYS[1], 'max_samples_in_a_step', ARGV[6])
 end
-for i = 8, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-redis.call('EXPIRE', KEYS[3], ARGV[5])
-redis.call('EXPIRE', KEYS[4], ARGV[5])
+-- The step's inbox and seen-set go now: later results for it are answered 'late' from steps_done.
+redis.call('DEL', KEYS[3], KEYS[4])
 return 1

@@ -19,6 +19,8 @@ from maker_worker.embedded import free_port, redis_server_binary, stop_process, 
 from maker_worker.sim.server import SimConfig, SimServer
 
 WORKER_READY_TIMEOUT_S = 30.0
+QUICK_RETRIES_ENV = {"MAKER_MAX_RETRIES": "2", "MAKER_MAX_DELAY_MS": "500"}
+"""Test workers give up on a dead simulator in about a second, not minutes."""
 
 
 def _start_redis(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
@@ -38,6 +40,13 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Event files and embedded Redis data of each test stay in its own folder."""
+    monkeypatch.setenv("MAKER_DATA_DIR", str(tmp_path))
+    return tmp_path
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +100,13 @@ def workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., list[subpr
         url: str | None = None,
     ) -> list[subprocess.Popen[bytes]]:
         target = url or redis_url
-        env = dict(os.environ, MAKER_REDIS_URL=target, MAKER_SIM_URL=sim_url, **(extra_env or {}))
+        env = {
+            **os.environ,
+            "MAKER_REDIS_URL": target,
+            "MAKER_SIM_URL": sim_url,
+            **QUICK_RETRIES_ENV,
+            **(extra_env or {}),
+        }
         names = []
         for index in range(count):
             name = f"test{index}-{os.getpid()}-{time.monotonic_ns()}@localhost"
