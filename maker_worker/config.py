@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     rpm_limits: dict[str, float] = Field(
         default_factory=dict, description="requests per minute per provider (or provider:model), cluster-wide"
     )
+    fallback_providers: list[str] = Field(
+        default_factory=list, description="provider or provider:model to continue on when quota is exhausted"
+    )
+    tpm_limits: dict[str, float] = Field(
+        default_factory=dict, description="tokens per minute per provider (or provider:model), cluster-wide"
+    )
     prices_usd_per_mtok: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="model -> (input, output) USD per million tokens, over the defaults"
     )
@@ -97,6 +103,13 @@ class Settings(BaseSettings):
         if value not in PROVIDERS:
             raise ValueError(f"unknown provider {value!r}; choose one of {', '.join(PROVIDERS)}")
         return value
+
+    @field_validator("fallback_providers")
+    @classmethod
+    def _known_fallbacks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            cls._known_provider(value.partition(":")[0])
+        return values
 
     @property
     def resolved_model(self) -> str:

@@ -61,7 +61,8 @@ class StepBook:
     api_errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    fatal_error: tuple[ErrorKind, str] | None = None
+    fatal_error: tuple[ErrorKind, str, str] | None = None
+    """(kind, message, provider:model) of a failure that stops the step unless a fallback applies."""
     decision: Decision | None = None
 
     def absorb(self, result: SampleResult) -> None:
@@ -78,7 +79,7 @@ class StepBook:
         kind = result.error_kind
         if kind is not None:
             if ours and kind is not ErrorKind.PROVIDER_UNAVAILABLE:
-                self.fatal_error = (kind, result.error or "")
+                self.fatal_error = (kind, result.error or "", f"{result.provider}:{result.model}")
         elif result.red_flag is not None:
             self.red_flags[result.red_flag] += 1
         elif result.vote_key is not None:
@@ -207,6 +208,7 @@ class Coordinator:
             book.decision = self._absorb_all(job.job_id, book, results)
             if book.decision is not None:
                 return book
+            self._fall_back_on_quota(job, book)
             if (stop := self._check_stop(job.job_id, book)) is not None:
                 return stop
             self._top_up(job, book, state, previous_move, fresh_step)
@@ -220,9 +222,37 @@ class Coordinator:
                 return decision
         return None
 
+    def _fall_back_on_quota(self, job: JobState, book: StepBook) -> None:
+        """On exhausted quota, continue on the next configured provider instead of pausing."""
+        if book.fatal_error is None or book.fatal_error[0] is not ErrorKind.QUOTA_EXHAUSTED:
+            return
+        if book.fatal_error[2] != f"{job.spec.provider}:{job.spec.model}":
+            book.fatal_error = None  # a straggler from the provider we already left
+            return
+        if not job.spec.fallbacks:
+            return
+        old, new = job.spec, job.spec.fall_back()
+        note = f"{old.provider}:{old.model} -> {new.provider}:{new.model} (quota_exhausted)"
+        job.spec, book.spec = new, new
+        job.provider_fallbacks = [*job.provider_fallbacks, note]
+        self.store.switch_provider(job.job_id, new, job.provider_fallbacks)
+        book.fatal_error = None
+        self.events.emit(
+            make_event(
+                "ProviderFallback",
+                job.job_id,
+                book.step,
+                from_provider=old.provider,
+                from_model=old.model,
+                to_provider=new.provider,
+                to_model=new.model,
+                reason="quota_exhausted",
+            )
+        )
+
     def _check_stop(self, job_id: str, book: StepBook) -> Stop | None:
         if book.fatal_error is not None:
-            kind, message = book.fatal_error
+            kind, message, _provider = book.fatal_error
             return Stop(JobStatus.PAUSED, f"{kind.value}: {message}")
         now_s = self.clock()
         for sample_id in [

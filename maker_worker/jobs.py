@@ -37,8 +37,17 @@ class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Fallback(_Message):
+    """A provider/model to continue on when the current one reports its quota exhausted."""
+
+    provider: str
+    model: str
+    price_in_usd_per_mtok: float = 0.0
+    price_out_usd_per_mtok: float = 0.0
+
+
 class JobSpec(_Message):
-    """What a job is: fixed when it is submitted."""
+    """What a job is: fixed when it is submitted (a fallback switches its provider and model)."""
 
     task: str = Field(description="canonical task name, e.g. hanoi-10disk")
     k: int = Field(ge=1)
@@ -52,6 +61,12 @@ class JobSpec(_Message):
     sample_timeout_s: float = Field(gt=0)
     price_in_usd_per_mtok: float = Field(default=0.0, ge=0)
     price_out_usd_per_mtok: float = Field(default=0.0, ge=0)
+    fallbacks: list[Fallback] = Field(default_factory=list)
+
+    def fall_back(self) -> JobSpec:
+        """This spec moved to its first fallback provider (which leaves the list)."""
+        first, *rest = self.fallbacks
+        return self.model_copy(update={**first.model_dump(), "fallbacks": rest})
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
         """The price of a call with these token counts, at the prices fixed when the job was submitted."""
@@ -144,6 +159,7 @@ class JobSummary(BaseModel):
     tokens_out: int
     cost_usd: float
     budget_usd: float | None
+    provider_fallbacks: list[str]
     provider: str
     model: str
     events_path: str | None = None

@@ -20,8 +20,11 @@ key                                        type    content and lifetime
                                                    (exactly once); deleted with the results stream
 ``maker:job:{job}:events``                 stream  live event feed for watchers, capped at
                                                    ``EVENTS_STREAM_MAXLEN`` entries
-``maker:ratelimit:{provider}:{model}:rpm`` string  limiter theoretical arrival time (ms, Redis server
-                                                   clock); expires when idle
+``maker:ratelimit:{provider}:{model}:rpm`` string  requests limiter's theoretical arrival time (ms,
+                                                   Redis server clock); expires a minute after idle
+``maker:ratelimit:{provider}:{model}:tpm`` string  tokens limiter's theoretical arrival time; the same
+``maker:ratelimit:{provider}:{model}:cool`` string end of a shared cool-down after a 429/529 (ms);
+                                                   expires just after it
 =========================================  ======  ===================================================
 """
 
@@ -65,5 +68,6 @@ def job_events(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:events"
 
 
-def rate_limit_rpm(provider: str, model: str) -> str:
-    return f"{PREFIX}:ratelimit:{provider}:{model}:rpm"
+def rate_limit(provider: str, model: str, part: str) -> str:
+    """``part``: ``rpm``, ``tpm`` or ``cool``."""
+    return f"{PREFIX}:ratelimit:{provider}:{model}:{part}"

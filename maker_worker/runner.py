@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from maker_worker.celery_app import CeleryDispatcher, create_app
-from maker_worker.config import Settings
+from maker_worker.config import DEFAULT_MODELS, Settings
 from maker_worker.coordinator import Coordinator, StepCallback
 from maker_worker.core.pricing import prices_for
 from maker_worker.core.scaling import k_min
@@ -25,7 +25,7 @@ from maker_worker.domains.base import Domain
 from maker_worker.embedded import Embedded
 from maker_worker.errors import ConfigError, JobError, LeaseLostError, StoreUnavailableError
 from maker_worker.events import EventLog
-from maker_worker.jobs import JobSpec, JobStatus, JobSummary
+from maker_worker.jobs import Fallback, JobSpec, JobStatus, JobSummary
 from maker_worker.lease import Lease, owner_token
 from maker_worker.store import JobState, RedisStore
 from maker_worker.summary import build_summary, oracle_errors
@@ -62,9 +62,19 @@ def resolve_k(k: int | None, target: float | None, p_estimate: float | None, ste
         raise ConfigError(f"cannot compute k_min: {exc}") from None
 
 
+def _fallback(entry: str, settings: Settings) -> Fallback:
+    provider, _, model = entry.partition(":")
+    model = model or DEFAULT_MODELS[provider]
+    price_in, price_out = prices_for(model, settings.prices_usd_per_mtok)
+    return Fallback(
+        provider=provider, model=model, price_in_usd_per_mtok=price_in, price_out_usd_per_mtok=price_out
+    )
+
+
 def make_spec(settings: Settings, domain: Domain, k: int) -> JobSpec:
     price_in, price_out = prices_for(settings.resolved_model, settings.prices_usd_per_mtok)
     return JobSpec(
+        fallbacks=[_fallback(entry, settings) for entry in settings.fallback_providers],
         task=domain.name,
         k=k,
         provider=settings.llm_provider,

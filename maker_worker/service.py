@@ -26,7 +26,7 @@ from maker_worker.events import utc_timestamp
 from maker_worker.jobs import ApiErrorReport, ErrorKind, SampleRequest, SampleResult
 from maker_worker.providers import build_provider
 from maker_worker.providers.base import Provider
-from maker_worker.ratelimit.limiter import RpmLimiter
+from maker_worker.ratelimit.limiter import Limiter
 from maker_worker.store import RedisStore
 
 RECORD_RETRY_S = 120.0
@@ -44,7 +44,7 @@ class WorkerContext:
 
     settings: Settings
     store: RedisStore
-    limiter: RpmLimiter
+    limiter: Limiter
     _providers: dict[str, Provider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reports: threading.local = field(default_factory=threading.local)
@@ -52,7 +52,7 @@ class WorkerContext:
     @classmethod
     def from_settings(cls, settings: Settings, redis_url: str) -> WorkerContext:
         store = RedisStore.from_url(redis_url)
-        return cls(settings, store, RpmLimiter(store.client, settings.rpm_limits))
+        return cls(settings, store, Limiter(store.client, settings.rpm_limits, settings.tpm_limits))
 
     def provider(self, name: str) -> Provider:
         with self._lock:
@@ -66,7 +66,14 @@ class WorkerContext:
         self._reports.items = []
         return reports
 
+    def calling(self, request: SampleRequest) -> None:
+        """Note which provider/model this thread is calling, for the retry hook."""
+        self._reports.target = (request.provider, request.model)
+
     def _record_retry(self, error: ProviderError, attempt: int, wait_s: float) -> None:
+        target: tuple[str, str] | None = getattr(self._reports, "target", None)
+        if error.retry_after_s and target is not None:
+            self.limiter.cool_down(target[0], target[1], error.retry_after_s)
         report = ApiErrorReport(
             timestamp=utc_timestamp(),
             status=error.status,
@@ -97,9 +104,13 @@ def _outcome(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
     reserved_usd = estimated_cost_usd(request)
     if not ctx.store.reserve_budget(request.job_id, reserved_usd):
         return failed(request, ErrorKind.BUDGET_EXHAUSTED, "the next sample would cross the job's budget")
-    ctx.limiter.acquire(request.provider, request.model)
+    reserved_tokens = estimated_tokens(request)
+    ctx.limiter.acquire(request.provider, request.model, reserved_tokens)
     ctx.take_reports()
+    ctx.calling(request)
     result = sample_once(request, provider)
+    used_tokens = result.tokens_in + result.tokens_out if result.error is None else reserved_tokens
+    ctx.limiter.settle(request.provider, request.model, reserved_tokens, used_tokens)
     ctx.store.settle_budget(
         request.job_id, _cost_usd(request, result.tokens_in, result.tokens_out) - reserved_usd
     )
@@ -121,10 +132,20 @@ def _cost_usd(request: SampleRequest, tokens_in: int, tokens_out: int) -> float:
     return (tokens_in * request.price_in_usd_per_mtok + tokens_out * request.price_out_usd_per_mtok) / 1e6
 
 
-def estimated_cost_usd(request: SampleRequest) -> float:
-    """An upper bound on a call's cost: the prompt (~4 characters a token) and a full-length answer."""
+def _prompt_tokens(request: SampleRequest) -> int:
+    """A generous prompt-size estimate: one token per 3 characters (real text averages ~4)."""
     prompt = domain_for(request.task).build_prompt(request.state, request.previous_move)
-    return _cost_usd(request, (len(prompt.system) + len(prompt.user)) // 3, request.max_output_tokens)
+    return (len(prompt.system) + len(prompt.user)) // 3
+
+
+def estimated_tokens(request: SampleRequest) -> int:
+    """Tokens a call may use at most (as providers count it against TPM): prompt plus max output."""
+    return _prompt_tokens(request) + request.max_output_tokens
+
+
+def estimated_cost_usd(request: SampleRequest) -> float:
+    """An upper bound on a call's cost: the prompt and a full-length answer."""
+    return _cost_usd(request, _prompt_tokens(request), request.max_output_tokens)
 
 
 def failed(request: SampleRequest, kind: ErrorKind, error: str) -> SampleResult:

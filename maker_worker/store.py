@@ -63,6 +63,7 @@ class JobState:
         self.spent_usd = int(fields.get("spent_micro_usd", "0")) / MICRO
         budget = fields.get("budget_micro_usd", "")
         self.budget_usd = int(budget) / MICRO if budget else None
+        self.provider_fallbacks: list[str] = json.loads(fields.get("fallbacks", "[]"))
         self.red_flags_by_type = {
             name.removeprefix(RED_FLAG_FIELD_PREFIX): int(value)
             for name, value in fields.items()
@@ -173,6 +174,13 @@ class RedisStore:
         with _redis_errors("updating a job"):
             self.client.hset(
                 keys.job(job_id), mapping={"spec": spec.model_dump_json(), "budget_micro_usd": budget}
+            )
+
+    def switch_provider(self, job_id: str, spec: JobSpec, fallbacks: list[str]) -> None:
+        """Store the spec moved to a fallback provider and the list of switches made so far."""
+        with _redis_errors("switching provider"):
+            self.client.hset(
+                keys.job(job_id), mapping={"spec": spec.model_dump_json(), "fallbacks": json.dumps(fallbacks)}
             )
 
     def begin_epoch(self, job_id: str) -> str:

@@ -48,6 +48,7 @@ def build_summary(job: JobState, errors_vs_oracle: int | None, events_path: str 
         tokens_out=counters["tokens_out"],
         cost_usd=round(job.spec.cost_usd(counters["tokens_in"], counters["tokens_out"]), 6),
         budget_usd=job.budget_usd,
+        provider_fallbacks=job.provider_fallbacks,
         provider=job.spec.provider,
         model=job.spec.model,
         events_path=events_path,
