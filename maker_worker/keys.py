@@ -2,30 +2,34 @@
 
 All keys live under ``maker:``. ``{job}`` is a job id, ``{step}`` a 0-based step index.
 
-=========================================  ======  ===================================================
-key                                        type    content and lifetime
-=========================================  ======  ===================================================
-``maker:jobs``                             zset    job ids scored by creation time (ms); no TTL
-``maker:jobs:active``                      set     ids of queued and running jobs, which coordinators
-                                                   may claim; no TTL
-``maker:job:{job}``                        hash    job record: spec, status, reason, steps_done, state,
-                                                   previous_move, epoch, counters, budget; no TTL
-``maker:job:{job}:lease``                  string  owner token of the coordinator driving the job;
-                                                   expires ``lease_s`` after its last renewal
-``maker:job:{job}:ledger``                 list    one JSON LedgerEntry per decided step, index = step;
-                                                   no TTL (the durable result)
-``maker:job:{job}:step:{step}:results``    stream  sample results of an open step; deleted when the
-                                                   step is decided (later results are answered 'late')
-``maker:job:{job}:step:{step}:seen``       set     sample ids already recorded for the open step
-                                                   (exactly once); deleted with the results stream
-``maker:job:{job}:events``                 stream  live event feed for watchers, capped at
-                                                   ``EVENTS_STREAM_MAXLEN`` entries
-``maker:ratelimit:{provider}:{model}:rpm`` string  requests limiter's theoretical arrival time (ms,
-                                                   Redis server clock); expires a minute after idle
-``maker:ratelimit:{provider}:{model}:tpm`` string  tokens limiter's theoretical arrival time; the same
-``maker:ratelimit:{provider}:{model}:cool`` string end of a shared cool-down after a 429/529 (ms);
-                                                   expires just after it
-=========================================  ======  ===================================================
+===========================================  ======  ==================================================
+key                                          type    content and lifetime
+===========================================  ======  ==================================================
+``maker:jobs``                               zset    job ids scored by creation time (ms); no TTL
+``maker:jobs:active``                        set     ids of queued and running jobs, which coordinators
+                                                     may claim; no TTL
+``maker:job:{job}``                          hash    job record: spec, status, reason, steps_done,
+                                                     state, previous_move, epoch, counters, budget,
+                                                     provider fallbacks; no TTL
+``maker:job:{job}:lease``                    string  owner token of the coordinator driving the job;
+                                                     expires ``lease_s`` after its last renewal
+``maker:job:{job}:ledger``                   list    one JSON LedgerEntry per decided step, index =
+                                                     step; no TTL (the durable result)
+``maker:job:{job}:step:{step}:results``      stream  sample results of the open step; deleted when it
+                                                     is decided (later results are answered 'late')
+``maker:job:{job}:step:{step}:seen``         set     sample ids recorded for the open step (exactly
+                                                     once); deleted with the results stream
+``maker:job:{job}:events``                   stream  live event feed for watchers, capped at
+                                                     ``EVENTS_STREAM_MAXLEN`` entries
+``maker:ratelimit:{provider}:{model}:rpm``   string  requests limiter's theoretical arrival time (ms,
+                                                     Redis server clock); expires a minute after idle
+``maker:ratelimit:{provider}:{model}:tpm``   string  tokens limiter's theoretical arrival time; same
+``maker:ratelimit:{provider}:{model}:cool``  string  end of a shared cool-down after a 429 (ms, Redis
+                                                     server clock); expires just after it
+===========================================  ======  ==================================================
+
+Celery's own keys (the ``maker.samples`` queue list, ``unacked`` bookkeeping, ``_kombu.*``)
+sit beside these, managed by kombu.
 """
 
 from __future__ import annotations
