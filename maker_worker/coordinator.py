@@ -61,6 +61,7 @@ class StepBook:
     api_errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    opening: int = 0
     fatal_error: tuple[ErrorKind, str, str] | None = None
     """(kind, message, provider:model) of a failure that stops the step unless a fallback applies."""
     decision: Decision | None = None
@@ -134,6 +135,8 @@ class Coordinator:
         self.clock = clock
         self.sleep = sleep
         self._next_status_check_s = 0.0
+        self._books_opened = 0
+        """Numbers each step opening, so sample ids stay unique when a step is reopened after a resync."""
         self.totals: Counter[str] = Counter()
         """Counters summed over the steps this coordinator decided (for progress displays)."""
 
@@ -150,6 +153,8 @@ class Coordinator:
         job = self.store.load_job(job_id)
         started_s = self.clock()
         stop = self._drive(job, epoch, on_step)
+        if self.lease is not None:
+            self.lease.confirm()  # a coordinator that lost the job must not overwrite its status
         wall_s = job.wall_s + self.clock() - started_s
         status, reason = (stop.status, stop.reason) if stop else (JobStatus.SUCCEEDED, None)
         self.store.set_status(job_id, status, reason, wall_s=wall_s)
@@ -198,7 +203,8 @@ class Coordinator:
     def _decide(
         self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None
     ) -> StepBook | Stop:
-        book = StepBook(step=step, spec=job.spec, tally=Tally(job.spec.k))
+        self._books_opened += 1
+        book = StepBook(step=step, spec=job.spec, tally=Tally(job.spec.k), opening=self._books_opened)
         cursor = "0-0"
         fresh_step = True
         block_ms: int | None = None  # first read: whatever an earlier coordinator left, no wait
@@ -215,12 +221,13 @@ class Coordinator:
             block_ms = READ_BLOCK_MS
 
     def _absorb_all(self, job_id: str, book: StepBook, results: list[SampleResult]) -> Decision | None:
+        """Count every result read (all were paid for); the decision is the first point of a k lead."""
+        decision = None
         for result in results:
             book.absorb(result)
             self.events.extend(sample_events(job_id, book.step, result))
-            if (decision := book.tally.decision()) is not None:
-                return decision
-        return None
+            decision = decision or book.tally.decision()
+        return decision
 
     def _fall_back_on_quota(self, job: JobState, book: StepBook) -> None:
         """On exhausted quota, continue on the next configured provider instead of pausing."""
@@ -288,7 +295,7 @@ class Coordinator:
         self, job: JobState, book: StepBook, state: JSONValue, previous_move: JSONValue | None, fresh: bool
     ) -> SampleRequest:
         spec, n = job.spec, book.dispatched
-        sample_id = f"{job.job_id}:{book.step}:{job.epoch}.{n}"
+        sample_id = f"{job.job_id}:{book.step}:{job.epoch}.{book.opening}.{n}"
         book.dispatched += 1
         book.in_flight[sample_id] = self.clock() + spec.sample_timeout_s
         return SampleRequest(

@@ -58,5 +58,10 @@ class Lease:
             raise LeaseLostError(f"lost the lease on job {self.job_id}; another coordinator drives it")
         self._renew_at_s = self.clock() + self.lease_s / 3
 
+    def confirm(self) -> None:
+        """Renew now; raises LeaseLostError if another coordinator holds the job."""
+        self._renew_at_s = 0.0
+        self.keep()
+
     def release(self) -> None:
         self.store.release(self.job_id, self.owner)

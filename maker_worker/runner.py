@@ -23,7 +23,14 @@ from maker_worker.core.scaling import k_min
 from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
 from maker_worker.embedded import Embedded
-from maker_worker.errors import ConfigError, JobError, LeaseLostError, StoreUnavailableError
+from maker_worker.errors import (
+    ConfigError,
+    JobCorruptError,
+    JobError,
+    LeaseLostError,
+    StoreError,
+    StoreUnavailableError,
+)
 from maker_worker.events import EventLog
 from maker_worker.jobs import Fallback, JobSpec, JobStatus, JobSummary
 from maker_worker.lease import Lease, owner_token
@@ -163,9 +170,13 @@ def serve_coordinator(
     store = RedisStore.from_url(redis_url)
     owner = owner_token()
     while True:
-        drove = any(
-            _try_drive(settings, redis_url, store, job_id, owner) for job_id in store.active_job_ids()
-        )
+        try:
+            drove = any(
+                _try_drive(settings, redis_url, store, job_id, owner) for job_id in store.active_job_ids()
+            )
+        except StoreError as exc:  # Redis down or failing: a long-running service waits it out
+            log.warning("%s; retrying", exc)
+            drove = False
         if once and not drove:
             return
         if not drove:
@@ -178,8 +189,14 @@ def _try_drive(settings: Settings, redis_url: str, store: RedisStore, job_id: st
     except LeaseLostError as exc:
         log.warning("%s", exc)
         return True
+    except (JobCorruptError, StoreError) as exc:
+        if isinstance(exc, StoreUnavailableError):
+            raise  # not the job's fault: the service loop waits for Redis
+        log.error("job %s cannot be driven: %s; pausing it", job_id, exc)
+        store.set_status(job_id, JobStatus.PAUSED, f"coordinator_error: {exc}")
+        return True
     except JobError:
-        return False  # held by another coordinator, finished or corrupt: not ours now
+        return False  # held by another coordinator, or finished: not ours now
     summary = finish(store, job, events_path)
     log.warning(
         "job %s %s after %d steps (%s)", job_id, summary.status.value, summary.steps_done, summary.reason

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import redis
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from maker_worker.config import Settings
@@ -20,6 +22,7 @@ from maker_worker.errors import (
     ProviderRequestError,
     QuotaExhaustedError,
     RateLimitedError,
+    StoreError,
     StoreUnavailableError,
 )
 from maker_worker.events import utc_timestamp
@@ -28,6 +31,8 @@ from maker_worker.providers import build_provider
 from maker_worker.providers.base import Provider
 from maker_worker.ratelimit.limiter import Limiter
 from maker_worker.store import RedisStore
+
+log = logging.getLogger(__name__)
 
 RECORD_RETRY_S = 120.0
 """How long a worker keeps trying to record a finished sample while Redis is unreachable."""
@@ -73,7 +78,10 @@ class WorkerContext:
     def _record_retry(self, error: ProviderError, attempt: int, wait_s: float) -> None:
         target: tuple[str, str] | None = getattr(self._reports, "target", None)
         if error.retry_after_s and target is not None:
-            self.limiter.cool_down(target[0], target[1], error.retry_after_s)
+            try:
+                self.limiter.cool_down(target[0], target[1], error.retry_after_s)
+            except redis.RedisError as exc:  # the retry itself still waits; only sharing failed
+                log.warning("could not share a cool-down: %s", exc)
         report = ApiErrorReport(
             timestamp=utc_timestamp(),
             status=error.status,
@@ -87,6 +95,7 @@ class WorkerContext:
     def close(self) -> None:
         for provider in self._providers.values():
             provider.close()
+        self.store.client.close()
 
 
 def run_sample(request: SampleRequest, ctx: WorkerContext) -> str:
@@ -101,20 +110,38 @@ def _outcome(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
         provider = ctx.provider(request.provider)
     except ConfigError as exc:
         return failed(request, ErrorKind.WORKER_CONFIG, f"worker configuration: {exc}")
-    reserved_usd = estimated_cost_usd(request)
-    if not ctx.store.reserve_budget(request.job_id, reserved_usd):
+    reserved_usd = estimated_cost_usd(request) if request.budget_limited else 0.0
+    if request.budget_limited and not ctx.store.reserve_budget(request.job_id, reserved_usd):
         return failed(request, ErrorKind.BUDGET_EXHAUSTED, "the next sample would cross the job's budget")
     reserved_tokens = estimated_tokens(request)
-    ctx.limiter.acquire(request.provider, request.model, reserved_tokens)
+    try:
+        ctx.limiter.acquire(request.provider, request.model, reserved_tokens)
+    except StoreUnavailableError:
+        _settle_quietly(ctx, request, reserved_tokens, reserved_tokens, -reserved_usd)
+        raise
     ctx.take_reports()
     ctx.calling(request)
     result = sample_once(request, provider)
     used_tokens = result.tokens_in + result.tokens_out if result.error is None else reserved_tokens
-    ctx.limiter.settle(request.provider, request.model, reserved_tokens, used_tokens)
-    ctx.store.settle_budget(
-        request.job_id, _cost_usd(request, result.tokens_in, result.tokens_out) - reserved_usd
-    )
+    spent_usd = _cost_usd(request, result.tokens_in, result.tokens_out)
+    _settle_quietly(ctx, request, reserved_tokens, used_tokens, spent_usd - reserved_usd)
     return result.model_copy(update={"api_errors": ctx.take_reports()})
+
+
+def _settle_quietly(
+    ctx: WorkerContext,
+    request: SampleRequest,
+    reserved_tokens: int,
+    used_tokens: int,
+    budget_delta_usd: float,
+) -> None:
+    """Correct the token and budget reservations; a Redis error here must not lose the paid sample."""
+    try:
+        ctx.limiter.settle(request.provider, request.model, reserved_tokens, used_tokens)
+        if request.budget_limited and budget_delta_usd:
+            ctx.store.settle_budget(request.job_id, budget_delta_usd)
+    except (StoreError, redis.RedisError) as exc:
+        log.warning("could not correct the reservations of sample %s: %s", request.sample_id, exc)
 
 
 def record(ctx: WorkerContext, request: SampleRequest, result: SampleResult) -> str:

@@ -56,10 +56,12 @@ class Supervisor:
                 signal.signal(signum, handler)
 
     def _loop(self) -> int:
-        failures = 0
-        while True:
+        failures, code = 0, 0
+        while not self.stopping:
             started_s = time.monotonic()
             self.child = subprocess.Popen(self.argv, preexec_fn=_die_with_parent)
+            if self.stopping:  # told to stop while starting it
+                self.child.send_signal(signal.SIGTERM)
             code = self.child.wait()
             if self.stopping:
                 return code
@@ -67,6 +69,7 @@ class Supervisor:
             wait_s = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
             log.warning("worker exited with code %s; restarting in %.1f s", code, wait_s)
             self.sleep(wait_s)
+        return code
 
 
 def supervise(argv: list[str], *, sleep: Callable[[float], None] = time.sleep) -> int:
