@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     def resolved_events_path(self, job_id: str) -> Path:
         return self.events_path or self.data_dir / "events" / f"{job_id}.jsonl"
 
+    toml_file: ClassVar[Path | None] = None
+    """Set on a subclass by ``load_settings`` to read a TOML file below flags and environment."""
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -136,25 +139,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
-
-
-def _with_toml_file(toml_path: Path) -> type[Settings]:
-    """A Settings class that also reads ``toml_path``, below flags and environment."""
-
-    class FileSettings(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
-
-    return FileSettings
+        if cls.toml_file is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
 
 
 def config_file_path(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -176,7 +163,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     path = config_file_path(config_file, os.environ)
     if path is not None and not path.is_file():
         raise ConfigError(f"config file {path} does not exist; fix --config or MAKER_CONFIG")
-    settings_class = Settings if path is None else _with_toml_file(path)
+    settings_class: type[Settings] = (
+        Settings if path is None else type("FileSettings", (Settings,), {"toml_file": path})
+    )
     try:
         return settings_class(**flags)
     except ValidationError as exc:
