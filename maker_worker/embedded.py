@@ -81,6 +81,7 @@ class Embedded:
         self.log_dir = data_dir / "logs"
         self.env = dict(os.environ)
         self._stack = ExitStack()
+        self._workers: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Embedded:
         return self
@@ -147,7 +148,13 @@ class Embedded:
                 "WARNING",
             ]
             args += ["--hostname", f"embedded{index}-{os.getpid()}@%h"]
-            self.spawn(f"worker-{index}", args)
+            self._workers.append(self.spawn(f"worker-{index}", args))
+
+    def stop_workers(self) -> None:
+        """Stop the worker processes started so far (the rest stop when the context exits)."""
+        for process in self._workers:
+            stop_process(process)
+        self._workers.clear()
 
 
 def _pings(client: redis.Redis) -> bool:

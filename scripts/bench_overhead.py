@@ -7,10 +7,14 @@ one run on this machine, so the figures are comparable:
 (a) inline: the coordinator with an in-process thread-pool dispatcher (results via Redis);
 (b) celery: the coordinator with the Celery dispatcher and real worker processes (the product);
 (c) naive:  one Celery ``group(...).apply_async().get()`` per voting round through a result
-    backend (what DESIGN.md rules out), with the same workers' sampling code.
+    backend (what DESIGN.md rules out), with the same workers' sampling code;
+(d) floor:  the Celery path with nothing to do: per step, k messages carrying the same sample
+    requests through an app with the product's settings and worker flags, to a task that only
+    pushes the sample id to a Redis list, which the driver pops. No HTTP, no voting, no ledger:
+    the least any design with one Celery task per sample can cost on this machine.
 
 The last line is a JSON object with ``inline_ms_per_step``, ``celery_ms_per_step``,
-``naive_ms_per_step`` and the ratios.
+``naive_ms_per_step``, ``celery_floor_ms_per_step`` and the ratios.
 
 Usage: .venv/bin/python scripts/bench_overhead.py [--disks 8] [--workers 2] [--threads 8]
 """
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery, group
+
+import redis
 
 from maker_worker.celery_app import CeleryDispatcher, create_app
 from maker_worker.config import Settings
@@ -44,6 +50,8 @@ from maker_worker.store import RedisStore
 
 NAIVE_TASK = "bench.naive_sample"
 NAIVE_QUEUE = "bench.naive"
+FLOOR_TASK = "bench.floor_sample"
+FLOOR_QUEUE = "bench.floor"
 K = 3
 
 
@@ -69,6 +77,63 @@ def naive_worker_main(redis_url: str, sim_url: str, threads: int) -> None:
     app.worker_main(
         ["worker", "--pool=threads", f"--concurrency={threads}", "-Q", NAIVE_QUEUE, "--loglevel=WARNING"]
     )
+
+
+def floor_worker_main(redis_url: str, threads: int) -> None:
+    """A worker for mode (d): the product's Celery settings and flags, a task that does nothing."""
+    app = create_app(Settings(redis_url=redis_url), redis_url)
+    client = redis.Redis.from_url(redis_url)
+
+    @app.task(name=FLOOR_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
+    def floor_sample(request: dict[str, Any]) -> None:
+        client.rpush(f"bench:floor:{request['step']}", request["sample_id"])
+
+    argv = ["worker", "--pool=threads", f"--concurrency={threads}", "-Q", FLOOR_QUEUE]
+    app.worker_main([*argv, "--loglevel=WARNING", "--without-gossip", "--without-mingle"])
+
+
+def run_floor(settings: Settings, redis_url: str, disks: int) -> float:
+    """k messages per step published as the product does, k replies popped: ms per step."""
+    app = create_app(settings, redis_url)
+    client = redis.Redis.from_url(redis_url)
+    domain = get_domain("hanoi", disks=disks)
+    spec = make_spec(settings, domain, K)
+    state = domain.initial_state()
+    started_s = time.perf_counter()
+    for step in range(domain.total_steps):
+        requests = [
+            SampleRequest(
+                job_id="floor",
+                step=step,
+                sample_id=f"floor:{step}:{n}",
+                task=spec.task,
+                state=state,
+                previous_move=None,
+                provider="sim",
+                model=spec.model,
+                temperature=0.0 if n == 0 else 0.1,
+                max_output_tokens=spec.max_output_tokens,
+                red_flag_max_tokens=spec.red_flag_max_tokens,
+            )
+            for n in range(K)
+        ]
+        with app.producer_or_acquire() as producer, producer.batch():
+            for request in requests:
+                app.send_task(
+                    FLOOR_TASK,
+                    args=[request.model_dump(mode="json")],
+                    argsrepr=f"[{request.sample_id}]",
+                    kwargsrepr="{}",
+                    queue=FLOOR_QUEUE,
+                    exchange="",
+                    routing_key=FLOOR_QUEUE,
+                    producer=producer,
+                    ignore_result=True,
+                )
+        for _ in range(K):
+            if client.blpop([f"bench:floor:{step}"], timeout=60) is None:
+                raise SystemExit(f"floor step {step}: no reply within 60 s")
+    return (time.perf_counter() - started_s) * 1000 / domain.total_steps
 
 
 def run_coordinated(
@@ -141,9 +206,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--naive-worker", nargs=2, metavar=("REDIS_URL", "SIM_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-worker", metavar="REDIS_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_worker:
         naive_worker_main(*args.naive_worker, threads=args.threads)
+        return
+    if args.floor_worker:
+        floor_worker_main(args.floor_worker, threads=args.threads)
         return
     with tempfile.TemporaryDirectory() as tmp, Embedded(Path(tmp)) as embedded:
         redis_url = embedded.start_redis()
@@ -158,6 +227,13 @@ def main() -> None:
         app = create_app(settings, redis_url)
         wait_for_workers(app, args.workers)
         celery_ms = run_coordinated(settings, redis_url, CeleryDispatcher(app), args.disks, Path(tmp))
+        embedded.stop_workers()
+
+        for index in range(args.workers):
+            floor_args = ["--threads", str(args.threads), "--floor-worker", redis_url]
+            embedded.spawn(f"floor-{index}", [sys.executable, __file__, *floor_args])
+        wait_for_workers(app, args.workers)
+        floor_ms = run_floor(settings, redis_url, args.disks)
 
         for index in range(args.workers):
             embedded.spawn(
@@ -185,12 +261,17 @@ def main() -> None:
     print(
         f"(c) naive group().get()   {naive_ms:7.2f} ms/step   ({naive_ms / celery_ms:.1f}x the celery path)"
     )
+    print(
+        f"(d) celery floor (no-op)  {floor_ms:7.2f} ms/step   (the celery path is {celery_ms / floor_ms:.2f}x this)"
+    )
     figures = {
         "steps": steps,
         "k": K,
         "inline_ms_per_step": round(inline_ms, 3),
         "celery_ms_per_step": round(celery_ms, 3),
         "naive_ms_per_step": round(naive_ms, 3),
+        "celery_floor_ms_per_step": round(floor_ms, 3),
+        "celery_over_floor": round(celery_ms / floor_ms, 3),
         "naive_over_celery": round(naive_ms / celery_ms, 3),
         "celery_over_inline": round(celery_ms / inline_ms, 3),
     }
