@@ -13,8 +13,12 @@ one run on this machine, so the figures are comparable:
     pushes the sample id to a Redis list, which the driver pops. No HTTP, no voting, no ledger:
     the least any design with one Celery task per sample can cost on this machine.
 
+For (b) and (d) it also sums the CPU time of this process and every process it started
+(workers, redis, simulator): CPU ms per step divided by the core count is the least wall time
+per step any overlap of the steps could reach.
+
 The last line is a JSON object with ``inline_ms_per_step``, ``celery_ms_per_step``,
-``naive_ms_per_step``, ``celery_floor_ms_per_step`` and the ratios.
+``naive_ms_per_step``, ``celery_floor_ms_per_step``, the CPU figures and the ratios.
 
 Usage: .venv/bin/python scripts/bench_overhead.py [--disks 8] [--workers 2] [--threads 8]
 """
@@ -23,15 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, group
-
 import redis
+from celery import Celery, group
 
 from maker_worker.celery_app import CeleryDispatcher, create_app
 from maker_worker.config import Settings
@@ -53,6 +57,34 @@ NAIVE_QUEUE = "bench.naive"
 FLOOR_TASK = "bench.floor_sample"
 FLOOR_QUEUE = "bench.floor"
 K = 3
+
+
+def cpu_s_of_tree() -> float:
+    """CPU seconds (user + system) used so far by this process and all its descendants."""
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu_s: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        cpu_s[pid] = (int(fields[11]) + int(fields[12])) * tick_s
+    tree, grew = {os.getpid()}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return sum(cpu_s.get(pid, 0.0) for pid in tree)
+
+
+def measured(run: Any, steps: int) -> tuple[float, float]:
+    """(wall ms per step, CPU ms per step summed over all processes) of ``run()``."""
+    cpu_before_s = cpu_s_of_tree()
+    wall_ms = run()
+    return wall_ms, (cpu_s_of_tree() - cpu_before_s) * 1000 / steps
 
 
 def naive_app(redis_url: str) -> Celery:
@@ -209,11 +241,13 @@ def main() -> None:
     parser.add_argument("--floor-worker", metavar="REDIS_URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_worker:
-        naive_worker_main(*args.naive_worker, threads=args.threads)
+        redis_url, sim_url = args.naive_worker
+        naive_worker_main(redis_url, sim_url, threads=args.threads)
         return
     if args.floor_worker:
         floor_worker_main(args.floor_worker, threads=args.threads)
         return
+    steps, cores = 2**args.disks - 1, os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp, Embedded(Path(tmp)) as embedded:
         redis_url = embedded.start_redis()
         sim_url = embedded.start_simulator(p=1.0, red_flag_rate=0.0, latency_ms=0.0, seed=0)
@@ -226,14 +260,16 @@ def main() -> None:
         embedded.start_workers(args.workers, args.threads)
         app = create_app(settings, redis_url)
         wait_for_workers(app, args.workers)
-        celery_ms = run_coordinated(settings, redis_url, CeleryDispatcher(app), args.disks, Path(tmp))
+        celery_ms, celery_cpu_ms = measured(
+            lambda: run_coordinated(settings, redis_url, CeleryDispatcher(app), args.disks, Path(tmp)), steps
+        )
         embedded.stop_workers()
 
         for index in range(args.workers):
             floor_args = ["--threads", str(args.threads), "--floor-worker", redis_url]
             embedded.spawn(f"floor-{index}", [sys.executable, __file__, *floor_args])
         wait_for_workers(app, args.workers)
-        floor_ms = run_floor(settings, redis_url, args.disks)
+        floor_ms, floor_cpu_ms = measured(lambda: run_floor(settings, redis_url, args.disks), steps)
 
         for index in range(args.workers):
             embedded.spawn(
@@ -252,7 +288,6 @@ def main() -> None:
         wait_for_workers(naive, 2 * args.workers)
         naive_ms = run_naive(settings, redis_url, args.disks)
 
-    steps = 2**args.disks - 1
     print(
         f"{steps} steps, k={K}, p=1, zero-latency simulator, {args.workers} workers x {args.threads} threads"
     )
@@ -262,7 +297,12 @@ def main() -> None:
         f"(c) naive group().get()   {naive_ms:7.2f} ms/step   ({naive_ms / celery_ms:.1f}x the celery path)"
     )
     print(
-        f"(d) celery floor (no-op)  {floor_ms:7.2f} ms/step   (the celery path is {celery_ms / floor_ms:.2f}x this)"
+        f"(d) celery floor (no-op)  {floor_ms:7.2f} ms/step   "
+        f"(the celery path is {celery_ms / floor_ms:.2f}x this)"
+    )
+    print(
+        f"CPU over all processes: (b) {celery_cpu_ms:.2f} ms/step, (d) {floor_cpu_ms:.2f} ms/step; on "
+        f"{cores} cores no overlap of steps gets (d) below {floor_cpu_ms / cores:.2f} ms/step"
     )
     figures = {
         "steps": steps,
@@ -272,6 +312,10 @@ def main() -> None:
         "naive_ms_per_step": round(naive_ms, 3),
         "celery_floor_ms_per_step": round(floor_ms, 3),
         "celery_over_floor": round(celery_ms / floor_ms, 3),
+        "celery_cpu_ms_per_step": round(celery_cpu_ms, 3),
+        "celery_floor_cpu_ms_per_step": round(floor_cpu_ms, 3),
+        "cores": cores,
+        "celery_floor_least_ms_per_step": round(floor_cpu_ms / cores, 3),
         "naive_over_celery": round(naive_ms / celery_ms, 3),
         "celery_over_inline": round(celery_ms / inline_ms, 3),
     }
