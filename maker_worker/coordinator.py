@@ -158,12 +158,13 @@ class Coordinator:
         wall_s = job.wall_s + self.clock() - started_s
         status, reason = (stop.status, stop.reason) if stop else (JobStatus.SUCCEEDED, None)
         self.store.set_status(job_id, status, reason, wall_s=wall_s)
-        name = "JobCompleted" if stop is None else "JobPaused"
+        job = self.store.load_job(job_id)  # a cancel that landed meanwhile keeps its status
+        name = "JobCompleted" if job.status is JobStatus.SUCCEEDED else "JobPaused"
         self.events.emit(
-            make_event(name, job_id, status=status.value, reason=reason, wall_s=round(wall_s, 3))
+            make_event(name, job_id, status=job.status.value, reason=job.reason, wall_s=round(job.wall_s, 3))
         )
         self.events.flush()
-        return self.store.load_job(job_id)
+        return job
 
     def _drive(self, job: JobState, epoch: str, on_step: StepCallback | None) -> Stop | None:
         """Run steps, waiting out Redis outages and re-reading the record after one."""

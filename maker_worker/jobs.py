@@ -21,6 +21,8 @@ class JobStatus(StrEnum):
 FINISHED_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 """Statuses of jobs a coordinator may claim and drive."""
+UNFINISHED_STATUSES = frozenset(JobStatus) - FINISHED_STATUSES
+"""Statuses a job can still leave; a finished status is final (but see ``RedisStore.set_status``)."""
 
 
 class ErrorKind(StrEnum):

@@ -158,7 +158,8 @@ def finish(store: RedisStore, job: JobState, events_path: str | None = None) -> 
     """Replay the ledger against the oracle; a finished job with oracle errors is marked failed."""
     errors = oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id))
     if job.status is JobStatus.SUCCEEDED and errors:
-        store.set_status(job.job_id, JobStatus.FAILED, "errors_vs_oracle")
+        succeeded = frozenset({JobStatus.SUCCEEDED})
+        store.set_status(job.job_id, JobStatus.FAILED, "errors_vs_oracle", only_from=succeeded)
         job = store.load_job(job.job_id)
     return build_summary(job, errors, events_path)
 

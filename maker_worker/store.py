@@ -19,8 +19,21 @@ from pydantic import ValidationError
 
 from maker_worker import keys
 from maker_worker.core.models import JSONValue
-from maker_worker.errors import JobCorruptError, JobNotFoundError, StoreError, StoreUnavailableError
-from maker_worker.jobs import ACTIVE_STATUSES, JobSpec, JobStatus, LedgerEntry, SampleResult
+from maker_worker.errors import (
+    JobCorruptError,
+    JobError,
+    JobNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from maker_worker.jobs import (
+    ACTIVE_STATUSES,
+    UNFINISHED_STATUSES,
+    JobSpec,
+    JobStatus,
+    LedgerEntry,
+    SampleResult,
+)
 
 COUNTER_FIELDS = ("samples", "votes", "red_flags", "api_errors", "tokens_in", "tokens_out")
 """Job-hash counters summed over decided steps."""
@@ -80,7 +93,15 @@ class RedisStore:
             name: client.register_script(
                 resources.files("maker_worker.lua").joinpath(f"{name}.lua").read_text()
             )
-            for name in ("record_sample", "decide_step", "renew_lease", "release_lease", "reserve_budget")
+            for name in (
+                "record_sample",
+                "decide_step",
+                "renew_lease",
+                "release_lease",
+                "reserve_budget",
+                "set_status",
+                "begin_epoch",
+            )
         }
 
     @classmethod
@@ -153,20 +174,26 @@ class RedisStore:
             return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))
 
     def set_status(
-        self, job_id: str, status: JobStatus, reason: str | None = None, wall_s: float | None = None
-    ) -> None:
-        """Set the status (and reason); only queued and running jobs stay claimable."""
-        fields: dict[str, str | float] = {"status": status.value, "reason": reason or ""}
-        if wall_s is not None:
-            fields["wall_s"] = wall_s
-        with _redis_errors("updating a job"):
-            pipe = self.client.pipeline()
-            pipe.hset(keys.job(job_id), mapping=fields)  # type: ignore[arg-type]  # invariant key type
-            if status in ACTIVE_STATUSES:
-                pipe.sadd(keys.active_jobs(), job_id)
-            else:
-                pipe.srem(keys.active_jobs(), job_id)
-            pipe.execute()
+        self,
+        job_id: str,
+        status: JobStatus,
+        reason: str | None = None,
+        wall_s: float | None = None,
+        *,
+        only_from: frozenset[JobStatus] = UNFINISHED_STATUSES,
+    ) -> JobStatus:
+        """Move the job to ``status`` if its current status is in ``only_from``, atomically.
+
+        By default a finished job keeps its status: a pause or a cancel racing the end of a job
+        cannot relabel it. Only queued and running jobs stay claimable.
+
+        Returns:
+            The job's status after the call: ``status``, or the one that blocked the move.
+        """
+        args = [job_id, status.value, reason or "", "" if wall_s is None else wall_s]
+        args += [int(status in ACTIVE_STATUSES), *sorted(only_from)]
+        job_keys = [keys.job(job_id), keys.active_jobs()]
+        return JobStatus(self._run("set_status", "updating a job", job_keys, args))
 
     def update_limits(self, job_id: str, spec: JobSpec, budget_usd: float | None) -> None:
         """Store a changed spec (e.g. a higher step cap) and budget, for ``maker resume``."""
@@ -184,13 +211,15 @@ class RedisStore:
             )
 
     def begin_epoch(self, job_id: str) -> str:
-        """Mark the job running under a new coordinator epoch; older coordinators can no longer decide."""
-        with _redis_errors("starting a job"):
-            pipe = self.client.pipeline()
-            pipe.hincrby(keys.job(job_id), "epoch", 1)
-            pipe.hset(keys.job(job_id), mapping={"status": JobStatus.RUNNING.value, "reason": ""})
-            epoch, _ = pipe.execute()
-        return str(epoch)
+        """Mark the job running under a new coordinator epoch; older coordinators can no longer decide.
+
+        Raises:
+            JobError: the job finished (e.g. was cancelled) after the caller last read it.
+        """
+        reply = self._run("begin_epoch", "starting a job", [keys.job(job_id)], sorted(UNFINISHED_STATUSES))
+        if isinstance(reply, str):
+            raise JobError(f"job {job_id} is {reply}; not started")
+        return str(reply)
 
     def active_job_ids(self) -> list[str]:
         with _redis_errors("listing active jobs"):

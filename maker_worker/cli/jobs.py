@@ -93,7 +93,9 @@ def cancel(job_id: JobArgument, config: ConfigOption = None) -> None:
         job = store.load_job(job_id)
         if job.status in FINISHED_STATUSES:
             raise JobError(f"job {job_id} is already {job.status.value}")
-        store.set_status(job_id, JobStatus.CANCELLED, "cancelled by operator")
+        status = store.set_status(job_id, JobStatus.CANCELLED, "cancelled by operator")
+        if status is not JobStatus.CANCELLED:
+            raise JobError(f"job {job_id} is already {status.value}")
     stderr.print(f"job {job_id} cancelled after {job.steps_done}/{job.steps} steps")
 
 

@@ -172,7 +172,9 @@ def requeue(
         spec = spec.model_copy(update={"max_samples_per_step": max_samples_per_step})
     store.update_limits(job_id, spec, budget_usd if budget_usd is not None else job.budget_usd)
     if job.status is JobStatus.PAUSED:
-        store.set_status(job_id, JobStatus.QUEUED)
+        status = store.set_status(job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}))
+        if status in FINISHED_STATUSES:
+            raise JobError(f"job {job_id} became {status.value} meanwhile; it cannot resume")
 
 
 @app.command()
