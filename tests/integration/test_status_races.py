@@ -72,9 +72,15 @@ def test_a_finished_status_is_final(redis_url: str, finished: JobStatus, late: J
 def test_only_a_succeeded_job_can_be_failed_by_the_oracle_check(redis_url: str) -> None:
     succeeded = frozenset({JobStatus.SUCCEEDED})
     store, job_id = submit_job(redis_url)
-    assert store.set_status(job_id, JobStatus.FAILED, "errors_vs_oracle", only_from=succeeded) is JobStatus.QUEUED
+    assert (
+        store.set_status(job_id, JobStatus.FAILED, "errors_vs_oracle", only_from=succeeded)
+        is JobStatus.QUEUED
+    )
     store.set_status(job_id, JobStatus.SUCCEEDED)
-    assert store.set_status(job_id, JobStatus.FAILED, "errors_vs_oracle", only_from=succeeded) is JobStatus.FAILED
+    assert (
+        store.set_status(job_id, JobStatus.FAILED, "errors_vs_oracle", only_from=succeeded)
+        is JobStatus.FAILED
+    )
     assert store.load_job(job_id).reason == "errors_vs_oracle"
 
 
