@@ -121,6 +121,27 @@ def services(settings: Settings, *, workers: int, sim: SimOptions | None) -> Ite
         yield url
 
 
+@contextmanager
+def local_services(settings: Settings, sim: SimOptions | None) -> Iterator[Settings]:
+    """``settings`` pointed at a Redis and, for the simulator, a sim server, started here if needed.
+
+    For commands that call the model in this process (``maker calibrate``): no workers start.
+    Without ``MAKER_REDIS_URL`` both are embedded, as for ``maker run``; with it, a simulator is
+    started only when ``MAKER_SIM_URL`` is not set.
+    """
+    with Embedded(settings.data_dir) as embedded:
+        update: dict[str, str] = {}
+        if not settings.redis_url:
+            update["redis_url"] = embedded.start_redis()
+        if (
+            sim is not None
+            and settings.llm_provider == "sim"
+            and not (settings.redis_url and settings.sim_url)
+        ):
+            update["sim_url"] = embedded.start_simulator(sim.p, sim.red_flag_rate, sim.latency_ms, sim.seed)
+        yield settings.model_copy(update=update)
+
+
 def drive(
     settings: Settings,
     redis_url: str,
@@ -139,12 +160,15 @@ def drive(
         raise JobError(f"job {job_id} is being driven by another coordinator (its lease is held)")
     events_path = settings.resolved_events_path(job_id)
     events = EventLog(events_path, publish=partial(store.publish_events, job_id))
-    coordinator = Coordinator(store, CeleryDispatcher(create_app(settings, redis_url)), events, lease=lease)
+    app = create_app(settings, redis_url)
+    coordinator = Coordinator(store, CeleryDispatcher(app), events, lease=lease)
     try:
         return coordinator.run(job_id, on_step), str(events_path)
     finally:
         events.close()
         _release_quietly(lease)
+        app.close()  # a long-running `maker coordinator` drives many jobs: free each one's pools
+        store.client.close()
 
 
 def _release_quietly(lease: Lease) -> None:

@@ -102,10 +102,11 @@ def run_sample(request: SampleRequest, ctx: WorkerContext) -> str:
     """Run one sample and record its result: returns 'skipped', 'recorded', 'duplicate' or 'late'."""
     if request.check_step_open and not ctx.store.step_is_open(request.job_id, request.step):
         return "skipped"
-    return record(ctx, request, _outcome(request, ctx))
+    return record(ctx, request, take_sample(request, ctx))
 
 
-def _outcome(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
+def take_sample(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
+    """Reserve budget and a limiter permit, call the model, judge the answer, settle the reservations."""
     try:
         provider = ctx.provider(request.provider)
     except ConfigError as exc:

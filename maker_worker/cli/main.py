@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from maker_worker.cli import jobs, run  # noqa: F401  (registers the commands)
+from maker_worker.cli import calibrate, jobs, run  # noqa: F401  (registers the commands)
 from maker_worker.cli.app import EXIT_BAD_INPUT, app
 from maker_worker.errors import MakerError
 
