@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     red_flag_max_tokens: int = Field(default=DEFAULT_RED_FLAG_MAX_TOKENS, ge=1)
     max_output_tokens: int = Field(default=1000, ge=1)
     max_samples_per_step: int = Field(default=200, ge=1)
+    speculate: bool = Field(
+        default=True,
+        description="ask the next step from the current step's leading answer before it is decided",
+    )
     worker_threads: int = Field(default=16, ge=1, le=512)
     task_events: bool = Field(default=False, description="send Celery task events (for Flower)")
     events_path: Path | None = None

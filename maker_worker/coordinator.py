@@ -1,13 +1,17 @@
 """The coordinator: drives a job step by step, tallying votes until one answer leads by k.
 
 It never blocks on Celery results: workers record each sample in the step's Redis inbox and
-the coordinator reads the inbox, tallies, decides, appends to the ledger and moves on. Memory
-is O(1) in the number of steps. A Redis outage (a restart) is waited out, after which the
-coordinator carries on from the durable job record.
+the coordinator reads the inboxes, tallies, decides, appends to the ledger and moves on. With
+speculation on, the step after the head is opened from the head's leading answer as soon as
+there is one, and re-asked if another answer wins. Memory is O(1) in the number of steps. A
+Redis outage (a restart) is waited out, after which the coordinator carries on from the durable
+job record.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,7 +25,6 @@ from maker_worker.events import EventLog, make_event, sample_events
 from maker_worker.jobs import (
     FINISHED_STATUSES,
     ErrorKind,
-    JobSpec,
     JobStatus,
     LedgerEntry,
     SampleRequest,
@@ -46,31 +49,68 @@ class Dispatcher(Protocol):
     def dispatch(self, requests: Sequence[SampleRequest]) -> None: ...
 
 
+def basis_of(state: JSONValue, previous_move: JSONValue | None) -> str:
+    """A short digest of what a step is asked from (see ``SampleRequest.basis``)."""
+    text = json.dumps([state, previous_move], separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 @dataclass
 class StepBook:
-    """Book-keeping for one open step."""
+    """Book-keeping for one open step: what it is asked from, its votes and its samples."""
 
     step: int
-    spec: JobSpec
-    tally: Tally
+    k: int
+    state: JSONValue
+    previous_move: JSONValue | None
+    opening: int
+    """Numbers the openings of this coordinator, so sample ids stay unique when a step is reopened."""
+    opened_s: float
+    basis: str = field(init=False)
+    tally: Tally = field(init=False)
+    cursor: str = "0-0"
+    """Stream id of the last result read from the step's inbox."""
+    fresh: bool = True
+    """Nothing asked or answered yet from this basis: the first sample goes at temperature 0."""
     in_flight: dict[str, float] = field(default_factory=dict)
     dispatched: int = 0
     rounds: int = 0
     results: int = 0
     red_flags: Counter[str] = field(default_factory=Counter)
+    discarded_votes: int = 0
+    """Answers asked from another basis (a speculation that lost): read and paid, not counted."""
     api_errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
-    opening: int = 0
     fatal_error: tuple[ErrorKind, str, str] | None = None
     """(kind, message, provider:model) of a failure that stops the step unless a fallback applies."""
     decision: Decision | None = None
 
+    def __post_init__(self) -> None:
+        self.basis = basis_of(self.state, self.previous_move)
+        self.tally = Tally(self.k)
+
+    def rebase(self, state: JSONValue, previous_move: JSONValue | None) -> None:
+        """Ask from another state: votes and samples in flight from the old one stop counting.
+
+        Samples already read stay counted (they were paid for), their votes as discarded; the
+        inbox cursor is kept, so no result is read (or reported) twice.
+        """
+        self.state, self.previous_move = state, previous_move
+        self.basis = basis_of(state, previous_move)
+        self.discarded_votes += self.tally.total_votes
+        self.tally = Tally(self.k)
+        self.in_flight = {}
+        self.fresh = True
+        self.fatal_error = None
+        self.decision = None
+
     def absorb(self, result: SampleResult) -> None:
-        """Count one sample's result: a vote, a red flag or a failed call.
+        """Count one sample's result: a vote (if asked from this basis), a red flag or a failed call.
 
         A failure that pauses the job counts only from this coordinator's own samples: one left
         in the inbox by the run that paused (e.g. over budget) must not pause the resumed run.
+        The decision is the first point of a k lead.
         """
         ours = self.in_flight.pop(result.sample_id, None) is not None
         self.results += 1
@@ -83,8 +123,19 @@ class StepBook:
                 self.fatal_error = (kind, result.error or "", f"{result.provider}:{result.model}")
         elif result.red_flag is not None:
             self.red_flags[result.red_flag] += 1
+        elif result.vote_key is not None and result.basis != self.basis:
+            self.discarded_votes += 1
         elif result.vote_key is not None:
             self.tally.add(result.sample_id, result.vote_key)
+            self.fresh = False
+        self.decision = self.decision or self.tally.decision()
+
+    def leader(self) -> Candidate | None:
+        """The answer ahead of every other by at least one vote, if any."""
+        leading, runner_up = self.tally.top_two()
+        if leading is None or leading[1] <= runner_up:
+            return None
+        return Candidate.from_vote_key(leading[0])
 
     def counters(self) -> dict[str, int]:
         red_flags = {f"{RED_FLAG_FIELD_PREFIX}{name}": count for name, count in self.red_flags.items()}
@@ -92,6 +143,7 @@ class StepBook:
             "samples": self.results,
             "votes": self.tally.total_votes,
             "red_flags": sum(self.red_flags.values()),
+            "discarded_votes": self.discarded_votes,
             "api_errors": self.api_errors,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
@@ -125,6 +177,7 @@ class Coordinator:
         events: EventLog,
         *,
         lease: Lease | None = None,
+        speculate: bool = False,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -132,11 +185,12 @@ class Coordinator:
         self.dispatcher = dispatcher
         self.events = events
         self.lease = lease
+        self.speculate = speculate
+        """Open the step after the head from the head's leader before the head is decided."""
         self.clock = clock
         self.sleep = sleep
         self._next_status_check_s = 0.0
         self._books_opened = 0
-        """Numbers each step opening, so sample ids stay unique when a step is reopened after a resync."""
         self.totals: Counter[str] = Counter()
         """Counters summed over the steps this coordinator decided (for progress displays)."""
 
@@ -189,46 +243,63 @@ class Coordinator:
                 self.sleep(0.5)
 
     def _run_steps(self, job: JobState, epoch: str, on_step: StepCallback | None) -> Stop | None:
-        state, previous_move = job.state, job.previous_move
-        for step in range(job.steps_done, job.steps):
-            started_s = self.clock()
-            book = self._decide(job, step, state, previous_move)
-            if isinstance(book, Stop):
-                return book
-            winner = self._record(job, epoch, book, started_s)
-            state, previous_move = winner.next_state, winner.move
-            if on_step is not None:
-                on_step(step + 1, self.totals)
-        return None
-
-    def _decide(
-        self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None
-    ) -> StepBook | Stop:
-        self._books_opened += 1
-        book = StepBook(step=step, spec=job.spec, tally=Tally(job.spec.k), opening=self._books_opened)
-        cursor = "0-0"
-        fresh_step = True
+        """Drive a window of open steps: the head, and with speculation the step after it."""
+        if job.steps_done >= job.steps:
+            return None
+        window = [self._open(job, job.steps_done, job.state, job.previous_move)]
         block_ms: int | None = None  # first read: whatever an earlier coordinator left, no wait
         while True:
-            results, cursor = self.store.read_results(job.job_id, step, cursor, block_ms)
-            fresh_step = fresh_step and not results
-            book.decision = self._absorb_all(job.job_id, book, results)
-            if book.decision is not None:
-                return book
-            self._fall_back_on_quota(job, book)
-            if (stop := self._check_stop(job.job_id, book)) is not None:
+            self._read(job, window, block_ms)
+            while window[0].decision is not None:
+                head = window.pop(0)
+                winner = self._record(job, epoch, head)
+                if on_step is not None:
+                    on_step(head.step + 1, self.totals)
+                if head.step + 1 == job.steps:
+                    return None
+                window = self._follow(job, window, head.step + 1, winner)
+            self._fall_back_on_quota(job, window[0])
+            if (stop := self._check_stop(job, window)) is not None:
                 return stop
-            self._top_up(job, book, state, previous_move, fresh_step)
+            if self.speculate:
+                self._speculate(job, window)
+            for book in window:
+                self._top_up(job, book)
             block_ms = READ_BLOCK_MS
 
-    def _absorb_all(self, job_id: str, book: StepBook, results: list[SampleResult]) -> Decision | None:
-        """Count every result read (all were paid for); the decision is the first point of a k lead."""
-        decision = None
-        for result in results:
-            book.absorb(result)
-            self.events.extend(sample_events(job_id, book.step, result))
-            decision = decision or book.tally.decision()
-        return decision
+    def _open(self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None) -> StepBook:
+        self._books_opened += 1
+        return StepBook(step, job.spec.k, state, previous_move, self._books_opened, self.clock())
+
+    def _follow(self, job: JobState, window: list[StepBook], step: int, winner: Candidate) -> list[StepBook]:
+        """The new head after a decision: the speculative book if it guessed right, else re-asked."""
+        if not window:
+            return [self._open(job, step, winner.next_state, winner.move)]
+        if window[0].basis != basis_of(winner.next_state, winner.move):
+            window[0].rebase(winner.next_state, winner.move)
+        return window
+
+    def _speculate(self, job: JobState, window: list[StepBook]) -> None:
+        """Keep the step after the head asked from the head's current leader, if it has one."""
+        head = window[0]
+        leader = head.leader()
+        if leader is None or head.step + 1 == job.steps:
+            return
+        if len(window) == 1:
+            window.append(self._open(job, head.step + 1, leader.next_state, leader.move))
+        elif window[1].basis != basis_of(leader.next_state, leader.move):
+            window[1].rebase(leader.next_state, leader.move)
+
+    def _read(self, job: JobState, window: list[StepBook], block_ms: int | None) -> None:
+        """Read every open step's new results in one call and count them (all were paid for)."""
+        found = self.store.read_results(job.job_id, {book.step: book.cursor for book in window}, block_ms)
+        for book in window:
+            if book.step not in found:
+                continue
+            results, book.cursor = found[book.step]
+            for result in results:
+                book.absorb(result)
+                self.events.extend(sample_events(job.job_id, book.step, result))
 
     def _fall_back_on_quota(self, job: JobState, book: StepBook) -> None:
         """On exhausted quota, continue on the next configured provider instead of pausing."""
@@ -241,7 +312,7 @@ class Coordinator:
             return
         old, new = job.spec, job.spec.fall_back()
         note = f"{old.provider}:{old.model} -> {new.provider}:{new.model} (quota_exhausted)"
-        job.spec, book.spec = new, new
+        job.spec = new
         job.provider_fallbacks = [*job.provider_fallbacks, note]
         self.store.switch_provider(job.job_id, new, job.provider_fallbacks)
         book.fatal_error = None
@@ -258,43 +329,43 @@ class Coordinator:
             )
         )
 
-    def _check_stop(self, job_id: str, book: StepBook) -> Stop | None:
-        if book.fatal_error is not None:
-            kind, message, _provider = book.fatal_error
+    def _check_stop(self, job: JobState, window: list[StepBook]) -> Stop | None:
+        """Why to stop now, judged on the head step (a speculative step never stops the job)."""
+        head = window[0]
+        if head.fatal_error is not None:
+            kind, message, _provider = head.fatal_error
             return Stop(JobStatus.PAUSED, f"{kind.value}: {message}")
         now_s = self.clock()
-        for sample_id in [
-            sample_id for sample_id, deadline_s in book.in_flight.items() if deadline_s < now_s
-        ]:
-            del book.in_flight[sample_id]  # lost with its worker: _top_up replaces it
+        for book in window:
+            for sample_id in [
+                sample_id for sample_id, deadline_s in book.in_flight.items() if deadline_s < now_s
+            ]:
+                del book.in_flight[sample_id]  # lost with its worker: _top_up replaces it
         if self.lease is not None:
             self.lease.keep()
         if now_s >= self._next_status_check_s:
             self._next_status_check_s = now_s + STATUS_CHECK_INTERVAL_S
-            status = self.store.load_job(job_id).status
+            status = self.store.load_job(job.job_id).status
             if status is not JobStatus.RUNNING:
                 return Stop(status, f"{status.value} by operator")
-        needed = book.tally.votes_still_needed() - len(book.in_flight)
-        if needed > 0 and not book.in_flight and book.dispatched + needed > book.spec.max_samples_per_step:
+        needed = head.tally.votes_still_needed() - len(head.in_flight)
+        if needed > 0 and not head.in_flight and head.dispatched + needed > job.spec.max_samples_per_step:
             return Stop(JobStatus.PAUSED, "contentious_step")
         return None
 
-    def _top_up(
-        self, job: JobState, book: StepBook, state: JSONValue, previous_move: JSONValue | None, fresh: bool
-    ) -> None:
+    def _top_up(self, job: JobState, book: StepBook) -> None:
         """Keep enough samples in flight that the leader could still win by k."""
-        room = book.spec.max_samples_per_step - book.dispatched
+        room = job.spec.max_samples_per_step - book.dispatched
         count = min(book.tally.votes_still_needed() - len(book.in_flight), room)
         if count <= 0:
             return
-        requests = [self._request(job, book, state, previous_move, fresh) for _ in range(count)]
+        requests = [self._request(job, book, first=book.fresh and n == 0) for n in range(count)]
+        book.fresh = False
+        book.rounds += 1
         self.events.flush()
         self.dispatcher.dispatch(requests)
-        book.rounds += 1
 
-    def _request(
-        self, job: JobState, book: StepBook, state: JSONValue, previous_move: JSONValue | None, fresh: bool
-    ) -> SampleRequest:
+    def _request(self, job: JobState, book: StepBook, *, first: bool) -> SampleRequest:
         spec, n = job.spec, book.dispatched
         sample_id = f"{job.job_id}:{book.step}:{job.epoch}.{book.opening}.{n}"
         book.dispatched += 1
@@ -304,20 +375,21 @@ class Coordinator:
             step=book.step,
             sample_id=sample_id,
             task=spec.task,
-            state=state,
-            previous_move=previous_move,
+            state=book.state,
+            previous_move=book.previous_move,
             provider=spec.provider,
             model=spec.model,
-            temperature=spec.first_temperature if (fresh and n == 0) else spec.temperature,
+            temperature=spec.first_temperature if first else spec.temperature,
             max_output_tokens=spec.max_output_tokens,
             red_flag_max_tokens=spec.red_flag_max_tokens,
             price_in_usd_per_mtok=spec.price_in_usd_per_mtok,
             price_out_usd_per_mtok=spec.price_out_usd_per_mtok,
             budget_limited=job.budget_usd is not None,
-            check_step_open=not (fresh and book.rounds == 0),
+            check_step_open=book.rounds > 0,
+            basis=book.basis,
         )
 
-    def _record(self, job: JobState, epoch: str, book: StepBook, started_s: float) -> Candidate:
+    def _record(self, job: JobState, epoch: str, book: StepBook) -> Candidate:
         decision = book.decision
         if decision is None:
             raise JobError(f"step {book.step} of job {job.job_id} is not decided")
@@ -339,10 +411,10 @@ class Coordinator:
         if outcome < 0:
             raise _Resync
         self.totals.update(counters)
-        self._emit_decided(job, book, decision, started_s)
+        self._emit_decided(job, book, decision)
         return winner
 
-    def _emit_decided(self, job: JobState, book: StepBook, decision: Decision, started_s: float) -> None:
+    def _emit_decided(self, job: JobState, book: StepBook, decision: Decision) -> None:
         self.events.emit(
             make_event(
                 "VoteDecided",
@@ -356,5 +428,5 @@ class Coordinator:
                 rounds=book.rounds,
             )
         )
-        duration_ms = round((self.clock() - started_s) * 1000, 3)
+        duration_ms = round((self.clock() - book.opened_s) * 1000, 3)
         self.events.emit(make_event("StepCompleted", job.job_id, book.step, duration_ms=duration_ms))

@@ -95,6 +95,9 @@ class SampleRequest(_Message):
     """The job has a budget: reserve each call's cost against it before calling."""
     check_step_open: bool = True
     """False for a fresh step's first round, which is always wanted: saves a Redis round trip."""
+    basis: str = ""
+    """Digest of the (state, previous move) asked from; a step opened speculatively from a leader
+    that then lost gets a new basis, and votes from the old one no longer count."""
 
 
 class ApiErrorReport(_Message):
@@ -124,6 +127,8 @@ class SampleResult(_Message):
     model: str = ""
     finished_at: str = ""
     api_errors: list[ApiErrorReport] = Field(default_factory=list)
+    basis: str = ""
+    """The request's basis, echoed back."""
 
 
 class LedgerEntry(_Message):
@@ -153,6 +158,8 @@ class JobSummary(BaseModel):
     votes: int
     red_flags: int
     red_flags_by_type: dict[str, int]
+    discarded_votes: int = 0
+    """Answers asked from a speculative state that then lost: paid for, never counted as votes."""
     api_errors: int
     max_samples_in_a_step: int
     errors_vs_oracle: int | None

@@ -186,6 +186,7 @@ def failed(request: SampleRequest, kind: ErrorKind, error: str) -> SampleResult:
         provider=request.provider,
         model=request.model,
         finished_at=utc_timestamp(),
+        basis=request.basis,
     )
 
 
@@ -227,4 +228,5 @@ def judge(request: SampleRequest, completion: Completion, *, latency_ms: float) 
         provider=request.provider,
         model=request.model,
         finished_at=utc_timestamp(),
+        basis=request.basis,
     )

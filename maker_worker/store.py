@@ -35,7 +35,7 @@ from maker_worker.jobs import (
     SampleResult,
 )
 
-COUNTER_FIELDS = ("samples", "votes", "red_flags", "api_errors", "tokens_in", "tokens_out")
+COUNTER_FIELDS = ("samples", "votes", "red_flags", "discarded_votes", "api_errors", "tokens_in", "tokens_out")
 """Job-hash counters summed over decided steps."""
 
 RED_FLAG_FIELD_PREFIX = "red_flag:"
@@ -274,17 +274,24 @@ class RedisStore:
         )
 
     def read_results(
-        self, job_id: str, step: int, after_id: str, block_ms: int | None
-    ) -> tuple[list[SampleResult], str]:
-        """Results recorded after stream id ``after_id``, waiting up to ``block_ms`` (None: no wait)."""
+        self, job_id: str, after_ids: Mapping[int, str], block_ms: int | None
+    ) -> dict[int, tuple[list[SampleResult], str]]:
+        """Results recorded in each step's inbox after its stream id, in one read.
+
+        Waits up to ``block_ms`` for the first (None: no wait). Returns, per step that had any,
+        its results and the stream id to read on from.
+        """
+        streams: dict[Any, Any] = {
+            keys.step_results(job_id, step): after_id for step, after_id in after_ids.items()
+        }
+        steps = {stream: step for step, stream in zip(after_ids, streams, strict=True)}
         with _redis_errors("reading sample results"):
-            reply: Any = self.client.xread({keys.step_results(job_id, step): after_id}, block=block_ms)
-        results: list[SampleResult] = []
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                results.append(SampleResult.model_validate_json(fields["r"]))
-                after_id = entry_id
-        return results, after_id
+            reply: Any = self.client.xread(streams, block=block_ms)
+        found: dict[int, tuple[list[SampleResult], str]] = {}
+        for stream, entries in reply or []:
+            results = [SampleResult.model_validate_json(fields["r"]) for _entry_id, fields in entries]
+            found[steps[stream]] = (results, entries[-1][0])
+        return found
 
     def decide_step(self, job_id: str, epoch: str, entry: LedgerEntry, counters: Mapping[str, int]) -> int:
         """Append ``entry`` and advance the job.

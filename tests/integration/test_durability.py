@@ -90,8 +90,8 @@ def test_the_same_sample_result_is_counted_once(redis_url: str) -> None:
     result = SampleResult(sample_id=f"{job_id}:0:1.0", vote_key="[[1,0,2],[[3,2],[],[1]]]")
     assert store.record_result(job_id, 0, result) == "recorded"
     assert store.record_result(job_id, 0, result) == "duplicate"
-    results, _ = store.read_results(job_id, 0, "0-0", None)
-    assert [r.sample_id for r in results] == [result.sample_id]
+    found = store.read_results(job_id, {0: "0-0", 1: "0-0"}, None)
+    assert [r.sample_id for r in found[0][0]] == [result.sample_id] and 1 not in found
     store.client.hset(f"maker:job:{job_id}", "steps_done", 1)
     late = result.model_copy(update={"sample_id": f"{job_id}:0:1.1"})
     assert store.record_result(job_id, 0, late) == "late"
