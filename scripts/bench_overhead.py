@@ -5,7 +5,8 @@ All three modes drive the same Hanoi job (k = 3) against a zero-latency simulato
 one run on this machine, so the figures are comparable:
 
 (a) inline: the coordinator with an in-process thread-pool dispatcher (results via Redis);
-(b) celery: the coordinator with the Celery dispatcher and real worker processes (the product);
+(b) celery: the coordinator with the Celery dispatcher and real worker processes (the product,
+    speculation on as by default); also measured with speculation off;
 (c) naive:  one Celery ``group(...).apply_async().get()`` per voting round through a result
     backend (what DESIGN.md rules out), with the same workers' sampling code;
 (d) floor:  the Celery path with nothing to do: per step, k messages carrying the same sample
@@ -169,13 +170,18 @@ def run_floor(settings: Settings, redis_url: str, disks: int) -> float:
 
 
 def run_coordinated(
-    settings: Settings, redis_url: str, dispatcher: Dispatcher, disks: int, events: Path
+    settings: Settings,
+    redis_url: str,
+    dispatcher: Dispatcher,
+    disks: int,
+    events: Path,
+    speculate: bool = True,
 ) -> float:
     store = RedisStore.from_url(redis_url)
     domain = get_domain("hanoi", disks=disks)
     job_id = submit(store, domain, make_spec(settings, domain, K))
     log = EventLog(events / f"{job_id}.jsonl")
-    coordinator = Coordinator(store, dispatcher, log)
+    coordinator = Coordinator(store, dispatcher, log, speculate=speculate)
     started_s = time.perf_counter()
     job = coordinator.run(job_id)
     elapsed_s = time.perf_counter() - started_s
@@ -260,8 +266,10 @@ def main() -> None:
         embedded.start_workers(args.workers, args.threads)
         app = create_app(settings, redis_url)
         wait_for_workers(app, args.workers)
+        dispatcher = CeleryDispatcher(app)
+        plain_ms = run_coordinated(settings, redis_url, dispatcher, args.disks, Path(tmp), speculate=False)
         celery_ms, celery_cpu_ms = measured(
-            lambda: run_coordinated(settings, redis_url, CeleryDispatcher(app), args.disks, Path(tmp)), steps
+            lambda: run_coordinated(settings, redis_url, dispatcher, args.disks, Path(tmp)), steps
         )
         embedded.stop_workers()
 
@@ -292,7 +300,7 @@ def main() -> None:
         f"{steps} steps, k={K}, p=1, zero-latency simulator, {args.workers} workers x {args.threads} threads"
     )
     print(f"(a) inline dispatcher     {inline_ms:7.2f} ms/step")
-    print(f"(b) celery (the product)  {celery_ms:7.2f} ms/step")
+    print(f"(b) celery (the product)  {celery_ms:7.2f} ms/step   (without speculation {plain_ms:.2f})")
     print(
         f"(c) naive group().get()   {naive_ms:7.2f} ms/step   ({naive_ms / celery_ms:.1f}x the celery path)"
     )
@@ -309,6 +317,7 @@ def main() -> None:
         "k": K,
         "inline_ms_per_step": round(inline_ms, 3),
         "celery_ms_per_step": round(celery_ms, 3),
+        "celery_no_speculation_ms_per_step": round(plain_ms, 3),
         "naive_ms_per_step": round(naive_ms, 3),
         "celery_floor_ms_per_step": round(floor_ms, 3),
         "celery_over_floor": round(celery_ms / floor_ms, 3),
