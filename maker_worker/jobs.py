@@ -160,6 +160,8 @@ class JobSummary(BaseModel):
     red_flags_by_type: dict[str, int]
     discarded_votes: int = 0
     """Answers asked from a speculative state that then lost: paid for, never counted as votes."""
+    late_samples: int = 0
+    """Samples that came back after their step was decided: paid for (in samples and tokens), unread."""
     api_errors: int
     max_samples_in_a_step: int
     errors_vs_oracle: int | None

@@ -35,7 +35,16 @@ from maker_worker.jobs import (
     SampleResult,
 )
 
-COUNTER_FIELDS = ("samples", "votes", "red_flags", "discarded_votes", "api_errors", "tokens_in", "tokens_out")
+COUNTER_FIELDS = (
+    "samples",
+    "votes",
+    "red_flags",
+    "discarded_votes",
+    "late_samples",
+    "api_errors",
+    "tokens_in",
+    "tokens_out",
+)
 """Job-hash counters summed over decided steps."""
 
 RED_FLAG_FIELD_PREFIX = "red_flag:"
@@ -269,7 +278,7 @@ class RedisStore:
                 "record_sample",
                 "recording a sample",
                 job_keys,
-                [step, result.sample_id, result.model_dump_json()],
+                [step, result.sample_id, result.model_dump_json(), result.tokens_in, result.tokens_out],
             )
         )
 

@@ -41,6 +41,7 @@ def build_summary(job: JobState, errors_vs_oracle: int | None, events_path: str 
         red_flags=counters["red_flags"],
         red_flags_by_type=job.red_flags_by_type,
         discarded_votes=counters["discarded_votes"],
+        late_samples=counters["late_samples"],
         api_errors=counters["api_errors"],
         max_samples_in_a_step=job.max_samples_in_a_step,
         errors_vs_oracle=errors_vs_oracle,

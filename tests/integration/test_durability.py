@@ -93,8 +93,15 @@ def test_the_same_sample_result_is_counted_once(redis_url: str) -> None:
     found = store.read_results(job_id, {0: "0-0", 1: "0-0"}, None)
     assert [r.sample_id for r in found[0][0]] == [result.sample_id] and 1 not in found
     store.client.hset(f"maker:job:{job_id}", "steps_done", 1)
-    late = result.model_copy(update={"sample_id": f"{job_id}:0:1.1"})
+    late = result.model_copy(update={"sample_id": f"{job_id}:0:1.1", "tokens_in": 120, "tokens_out": 40})
     assert store.record_result(job_id, 0, late) == "late"
+    counters = store.load_job(job_id).counters
+    assert (counters["samples"], counters["late_samples"], counters["tokens_in"], counters["tokens_out"]) == (
+        1,
+        1,
+        120,
+        40,
+    )
 
 
 def test_killed_coordinator_is_replaced_and_the_job_finishes_exactly_once(

@@ -60,7 +60,9 @@ def test_red_flagged_samples_are_discarded_and_replaced(
     assert (summary.status, summary.errors_vs_oracle) == (JobStatus.SUCCEEDED, 0)
     assert summary.red_flags > 0
     assert set(summary.red_flags_by_type) <= {"too_long", "truncated", "bad_format"}
-    assert summary.votes + summary.red_flags + summary.discarded_votes == summary.samples
+    assert (
+        summary.votes + summary.red_flags + summary.discarded_votes + summary.late_samples == summary.samples
+    )
     flagged = [event for event in read_events(summary) if event["event"] == "RedFlagTriggered"]
     assert len(flagged) >= summary.red_flags
 

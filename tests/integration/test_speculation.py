@@ -94,7 +94,9 @@ def test_a_wrong_leader_is_followed_then_dropped_and_the_job_is_right(redis_url:
     assert (summary.status, summary.steps_done, summary.errors_vs_oracle) == (JobStatus.SUCCEEDED, 7, 0)
     # Votes asked from a wrong leader's state were paid for (samples) but never counted as votes.
     assert summary.discarded_votes > 0
-    assert summary.samples == summary.votes + summary.red_flags + summary.discarded_votes
+    assert (
+        summary.samples == summary.votes + summary.red_flags + summary.discarded_votes + summary.late_samples
+    )
     completed = [
         json.loads(line)["sample_id"]
         for line in (tmp_path / "events.jsonl").read_text().splitlines()
@@ -120,6 +122,8 @@ def test_low_p_job_is_right_with_and_without_speculation(
     job_id = submit(store, domain, make_spec(settings, domain, k_min(0.75, 63, 0.95)))
     summary = finish(store, *drive(settings, redis_url, job_id))
     assert (summary.status, summary.steps_done, summary.errors_vs_oracle) == (JobStatus.SUCCEEDED, 63, 0)
-    assert summary.samples == summary.votes + summary.red_flags + summary.discarded_votes
+    assert (
+        summary.samples == summary.votes + summary.red_flags + summary.discarded_votes + summary.late_samples
+    )
     # At p = 0.75 a first answer is wrong at a quarter of the steps: some speculation is dropped.
     assert summary.discarded_votes > 0 if speculate else summary.discarded_votes == 0
