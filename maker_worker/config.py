@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     )
     worker_threads: int = Field(default=16, ge=1, le=512)
     task_events: bool = Field(default=False, description="send Celery task events (for Flower)")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="serve Prometheus /metrics on this port (workers, coordinators)",
+    )
     events_path: Path | None = None
     data_dir: Path = Field(default_factory=default_data_dir)
 

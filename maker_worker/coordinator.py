@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from maker_worker import metrics
 from maker_worker.core.models import Candidate, JSONValue
 from maker_worker.core.voting import Decision, Tally
 from maker_worker.errors import JobError, LeaseLostError, StoreUnavailableError
@@ -206,13 +207,15 @@ class Coordinator:
         epoch = self.store.begin_epoch(job_id)
         job = self.store.load_job(job_id)
         started_s = self.clock()
-        stop = self._drive(job, epoch, on_step)
+        with metrics.JOBS_DRIVEN.track_inprogress():
+            stop = self._drive(job, epoch, on_step)
         if self.lease is not None:
             self.lease.confirm()  # a coordinator that lost the job must not overwrite its status
         wall_s = job.wall_s + self.clock() - started_s
         status, reason = (stop.status, stop.reason) if stop else (JobStatus.SUCCEEDED, None)
         self.store.set_status(job_id, status, reason, wall_s=wall_s)
         job = self.store.load_job(job_id)  # a cancel that landed meanwhile keeps its status
+        metrics.JOBS_ENDED.labels(job.status.value).inc()
         name = "JobCompleted" if job.status is JobStatus.SUCCEEDED else "JobPaused"
         self.events.emit(
             make_event(name, job_id, status=job.status.value, reason=job.reason, wall_s=round(job.wall_s, 3))
@@ -411,6 +414,7 @@ class Coordinator:
         if outcome < 0:
             raise _Resync
         self.totals.update(counters)
+        metrics.observe_step(job.spec.task, job.spec.k, counters, self.clock() - book.opened_s)
         self._emit_decided(job, book, decision)
         return winner
 

@@ -89,10 +89,10 @@ class Embedded:
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file: IO[bytes] = self._stack.enter_context((self.log_dir / f"{name}.log").open("ab"))
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=self.env)
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=env or self.env)
         self._stack.callback(stop_process, process)
         return process
 
@@ -135,7 +135,11 @@ class Embedded:
         return url
 
     def start_workers(self, count: int, threads: int) -> None:
-        """Start ``count`` Celery worker processes with ``threads`` threads each."""
+        """Start ``count`` Celery worker processes with ``threads`` threads each.
+
+        They serve no metrics: one port cannot serve several processes (``maker run`` itself does).
+        """
+        env = {name: value for name, value in self.env.items() if name != "MAKER_METRICS_PORT"}
         for index in range(count):
             args = [
                 sys.executable,
@@ -148,7 +152,7 @@ class Embedded:
                 "WARNING",
             ]
             args += ["--hostname", f"embedded{index}-{os.getpid()}@%h"]
-            self._workers.append(self.spawn(f"worker-{index}", args))
+            self._workers.append(self.spawn(f"worker-{index}", args, env))
 
     def stop_workers(self) -> None:
         """Stop the worker processes started so far (the rest stop when the context exits)."""

@@ -11,6 +11,7 @@ from functools import lru_cache
 import redis
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from maker_worker import metrics
 from maker_worker.config import Settings
 from maker_worker.core.models import Completion, RedFlag
 from maker_worker.core.redflags import length_red_flag
@@ -101,6 +102,7 @@ class WorkerContext:
 def run_sample(request: SampleRequest, ctx: WorkerContext) -> str:
     """Run one sample and record its result: returns 'skipped', 'recorded', 'duplicate' or 'late'."""
     if request.check_step_open and not ctx.store.step_is_open(request.job_id, request.step):
+        metrics.observe_uncalled(request, "skipped")
         return "skipped"
     return record(ctx, request, take_sample(request, ctx))
 
@@ -110,13 +112,15 @@ def take_sample(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
     try:
         provider = ctx.provider(request.provider)
     except ConfigError as exc:
+        metrics.observe_uncalled(request, "error")
         return failed(request, ErrorKind.WORKER_CONFIG, f"worker configuration: {exc}")
     reserved_usd = estimated_cost_usd(request) if request.budget_limited else 0.0
     if request.budget_limited and not ctx.store.reserve_budget(request.job_id, reserved_usd):
+        metrics.observe_uncalled(request, "error")
         return failed(request, ErrorKind.BUDGET_EXHAUSTED, "the next sample would cross the job's budget")
     reserved_tokens = estimated_tokens(request)
     try:
-        ctx.limiter.acquire(request.provider, request.model, reserved_tokens)
+        waited_s = ctx.limiter.acquire(request.provider, request.model, reserved_tokens)
     except StoreUnavailableError:
         _settle_quietly(ctx, request, reserved_tokens, reserved_tokens, -reserved_usd)
         raise
@@ -126,7 +130,9 @@ def take_sample(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
     used_tokens = result.tokens_in + result.tokens_out if result.error is None else reserved_tokens
     spent_usd = _cost_usd(request, result.tokens_in, result.tokens_out)
     _settle_quietly(ctx, request, reserved_tokens, used_tokens, spent_usd - reserved_usd)
-    return result.model_copy(update={"api_errors": ctx.take_reports()})
+    reports = ctx.take_reports()
+    metrics.observe_call(request, result, reports, waited_s)
+    return result.model_copy(update={"api_errors": reports})
 
 
 def _settle_quietly(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from maker_worker import metrics
 from maker_worker.cli.app import (
     ConfigOption,
     JobArgument,
@@ -82,6 +83,7 @@ def run(
         if settings.llm_provider == "sim"
         else None
     )
+    metrics.serve(settings.metrics_port)
     with services(settings, workers=workers, sim=sim) as redis_url:
         store = RedisStore.from_url(redis_url)
         job_id = submit(store, domain, spec, budget_usd)
@@ -187,6 +189,7 @@ def coordinator(
     if not settings.redis_url:
         raise ConfigError("maker coordinator needs MAKER_REDIS_URL (the Redis that jobs are submitted to)")
     logging.getLogger("maker_worker").setLevel(logging.INFO)
+    metrics.serve(settings.metrics_port)
     serve_coordinator(settings, settings.redis_url, once=once)
 
 
@@ -213,6 +216,7 @@ def worker(
         raise ConfigError("maker worker needs MAKER_REDIS_URL (the Redis that coordinators use)")
     if supervised:
         raise typer.Exit(supervise([sys.executable, "-m", "maker_worker", *sys.argv[1:], "--no-supervised"]))
+    metrics.serve(settings.metrics_port)  # in the worker itself, not its supervisor
     celery = create_app(settings, settings.redis_url)
     ctx = WorkerContext.from_settings(settings, settings.redis_url)
     register_tasks(celery, ctx)

@@ -28,7 +28,7 @@ def test_example_config_loads_with_the_runbook_keys() -> None:
 
 
 def test_compose_has_every_service(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) >= {"redis", "worker", "coordinator", "flower", "simulator"}
+    assert set(compose["services"]) >= {"redis", "worker", "coordinator", "flower", "simulator", "prometheus"}
 
 
 def test_compose_redis_is_persistent_and_password_protected(compose: dict[str, Any]) -> None:
