@@ -10,6 +10,7 @@ import typer
 
 from maker_worker import metrics
 from maker_worker.cli.app import (
+    EXIT_JOB_NOT_SUCCEEDED,
     ConfigOption,
     JobArgument,
     JsonOption,
@@ -21,8 +22,9 @@ from maker_worker.cli.app import (
 from maker_worker.cli.progress import StepProgress
 from maker_worker.config import Settings, load_settings
 from maker_worker.domains import get_domain
+from maker_worker.domains.base import Domain
 from maker_worker.errors import ConfigError, JobError
-from maker_worker.jobs import FINISHED_STATUSES, JobStatus, JobSummary
+from maker_worker.jobs import FINISHED_STATUSES, JobSpec, JobStatus, JobSummary
 from maker_worker.providers import check_embedded_provider
 from maker_worker.runner import (
     SimOptions,
@@ -35,6 +37,9 @@ from maker_worker.runner import (
     submit,
 )
 from maker_worker.store import RedisStore
+
+SMOKE_TEST_MAX_STEPS = 1023
+"""``maker test`` is a smoke test: up to hanoi-10disk."""
 
 TaskArgument = Annotated[str, typer.Argument(help="hanoi (with --disks) or hanoi-Ndisk")]
 DisksOption = Annotated[int | None, typer.Option(help="Hanoi disks (steps = 2^N - 1).")]
@@ -78,18 +83,61 @@ def run(
     domain = get_domain(task, disks=disks)
     check_embedded_provider(settings.llm_provider, settings)
     spec = make_spec(settings, domain, resolve_k(k, target, p_estimate, domain.total_steps))
-    sim = (
-        SimOptions(sim_p, sim_red_flag_rate, sim_latency_ms, sim_seed)
-        if settings.llm_provider == "sim"
-        else None
-    )
-    metrics.serve(settings.metrics_port)
-    with services(settings, workers=workers, sim=sim) as redis_url:
-        store = RedisStore.from_url(redis_url)
-        job_id = submit(store, domain, spec, budget_usd)
-        summary = drive_in_foreground(settings, redis_url, store, job_id)
+    sim = SimOptions(sim_p, sim_red_flag_rate, sim_latency_ms, sim_seed)
+    summary = run_in_foreground(settings, domain, spec, workers, sim, budget_usd)
     report(summary, json_output)
     exit_for(summary)
+
+
+@app.command("test")
+def smoke_test(
+    task: Annotated[str, typer.Argument(help="A small task with an oracle.")] = "hanoi-3disk",
+    k: KOption = 3,
+    provider: ProviderOption = None,
+    model: ModelOption = None,
+    workers: WorkersOption = 2,
+    sim_p: SimPOption = 0.95,
+    sim_seed: SimSeedOption = 0,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Smoke test: solve a small task end to end (embedded, or through the shared Redis and its
+    workers) and check every step against the oracle; PASS exits 0, FAIL exits 1."""
+    settings = load_settings(config, llm_provider=provider, model=model)
+    domain = get_domain(task)
+    if domain.total_steps > SMOKE_TEST_MAX_STEPS:
+        raise ConfigError(
+            f"{domain.name} has {domain.total_steps} steps; maker test takes at most "
+            f"{SMOKE_TEST_MAX_STEPS} (use maker run for long jobs)"
+        )
+    check_embedded_provider(settings.llm_provider, settings)
+    spec = make_spec(settings, domain, k or 3)
+    summary = run_in_foreground(settings, domain, spec, workers, SimOptions(sim_p, seed=sim_seed), None)
+    passed = summary.status is JobStatus.SUCCEEDED and summary.errors_vs_oracle == 0
+    stderr.print(
+        f"{'PASS' if passed else 'FAIL'} {summary.task} on {summary.provider} ({summary.model}): "
+        f"{summary.steps_done}/{summary.steps} steps, errors vs oracle {summary.errors_vs_oracle}"
+    )
+    report(summary, json_output)
+    if not passed:
+        raise typer.Exit(EXIT_JOB_NOT_SUCCEEDED)
+
+
+def run_in_foreground(
+    settings: Settings,
+    domain: Domain,
+    spec: JobSpec,
+    workers: int,
+    sim: SimOptions,
+    budget_usd: float | None,
+) -> JobSummary:
+    """Submit a job and drive it here, on the configured Redis or an embedded one (``services``)."""
+    metrics.serve(settings.metrics_port)
+    embedded_sim = sim if settings.llm_provider == "sim" else None
+    with services(settings, workers=workers, sim=embedded_sim) as redis_url:
+        store = RedisStore.from_url(redis_url)
+        job_id = submit(store, domain, spec, budget_usd)
+        return drive_in_foreground(settings, redis_url, store, job_id)
 
 
 def drive_in_foreground(settings: Settings, redis_url: str, store: RedisStore, job_id: str) -> JobSummary:

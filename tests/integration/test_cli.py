@@ -107,3 +107,26 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(
 def test_version() -> None:
     done = maker("--version")
     assert done.returncode == 0 and done.stdout.startswith("maker_worker ")
+
+
+def test_smoke_test_passes_on_the_embedded_default(tmp_path: Path) -> None:
+    done = maker("test", "--json", env={"MAKER_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "PASS hanoi-3disk on sim (sim-hanoi): 7/7 steps, errors vs oracle 0" in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["status"], summary["errors_vs_oracle"]) == ("succeeded", 0)
+
+
+def test_smoke_test_fails_when_the_model_is_wrong_too_often(tmp_path: Path) -> None:
+    done = maker("test", "hanoi-5disk", "--k", "1", "--sim-p", "0.6", env={"MAKER_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "FAIL hanoi-5disk" in done.stderr
+
+
+def test_smoke_test_refuses_a_long_task() -> None:
+    done = maker("test", "hanoi-12disk")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "maker: error: hanoi-12disk has 4095 steps; maker test takes at most 1023 "
+        "(use maker run for long jobs)"
+    )
