@@ -73,7 +73,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="requests per minute per provider (or provider:model), cluster-wide"
     )
     fallback_providers: list[str] = Field(
-        default_factory=list, description="provider or provider:model to continue on when quota is exhausted"
+        default_factory=list,
+        description="provider[:model] to continue on when quota is exhausted or the provider is down",
+    )
+    fallback_after_s: float = Field(
+        default=300.0, gt=0, description="fall back when every call has failed (unavailable) for this long"
     )
     tpm_limits: dict[str, float] = Field(
         default_factory=dict, description="tokens per minute per provider (or provider:model), cluster-wide"

@@ -179,6 +179,7 @@ class Coordinator:
         *,
         lease: Lease | None = None,
         speculate: bool = False,
+        fallback_after_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -188,6 +189,9 @@ class Coordinator:
         self.lease = lease
         self.speculate = speculate
         """Open the step after the head from the head's leader before the head is decided."""
+        self.fallback_after_s = fallback_after_s
+        self._failing_since_s: float | None = None
+        """When the current provider's calls started failing with nothing answered since."""
         self.clock = clock
         self.sleep = sleep
         self._next_status_check_s = 0.0
@@ -261,7 +265,7 @@ class Coordinator:
                 if head.step + 1 == job.steps:
                     return None
                 window = self._follow(job, window, head.step + 1, winner)
-            self._fall_back_on_quota(job, window[0])
+            self._fall_back(job, window[0])
             if (stop := self._check_stop(job, window)) is not None:
                 return stop
             if self.speculate:
@@ -302,23 +306,44 @@ class Coordinator:
             results, book.cursor = found[book.step]
             for result in results:
                 book.absorb(result)
+                self._watch_provider(job, result)
                 self.events.extend(sample_events(job.job_id, book.step, result))
 
-    def _fall_back_on_quota(self, job: JobState, book: StepBook) -> None:
-        """On exhausted quota, continue on the next configured provider instead of pausing."""
-        if book.fatal_error is None or book.fatal_error[0] is not ErrorKind.QUOTA_EXHAUSTED:
-            return
-        if book.fatal_error[2] != f"{job.spec.provider}:{job.spec.model}":
-            book.fatal_error = None  # a straggler from the provider we already left
+    def _watch_provider(self, job: JobState, result: SampleResult) -> None:
+        """Note when the current provider began failing every call, and when it answered again."""
+        if (result.provider, result.model) != (job.spec.provider, job.spec.model):
+            return  # a straggler from a provider the job has left
+        if result.error_kind is None:
+            self._failing_since_s = None
+        elif result.error_kind is ErrorKind.PROVIDER_UNAVAILABLE and self._failing_since_s is None:
+            self._failing_since_s = self.clock()
+
+    def _fall_back(self, job: JobState, book: StepBook) -> None:
+        """Continue on the next configured provider when the quota is exhausted, or when every
+        call has failed as unavailable for ``fallback_after_s``; without one, the job pauses
+        (quota) or keeps retrying (unavailable)."""
+        current = f"{job.spec.provider}:{job.spec.model}"
+        if book.fatal_error is not None and book.fatal_error[0] is ErrorKind.QUOTA_EXHAUSTED:
+            if book.fatal_error[2] != current:
+                book.fatal_error = None  # a straggler from the provider we already left
+                return
+            reason = "quota_exhausted"
+        elif (
+            self._failing_since_s is not None
+            and self.clock() - self._failing_since_s >= self.fallback_after_s
+        ):
+            reason = "provider_unavailable"
+        else:
             return
         if not job.spec.fallbacks:
             return
         old, new = job.spec, job.spec.fall_back()
-        note = f"{old.provider}:{old.model} -> {new.provider}:{new.model} (quota_exhausted)"
+        note = f"{current} -> {new.provider}:{new.model} ({reason})"
         job.spec = new
         job.provider_fallbacks = [*job.provider_fallbacks, note]
         self.store.switch_provider(job.job_id, new, job.provider_fallbacks)
         book.fatal_error = None
+        self._failing_since_s = None
         self.events.emit(
             make_event(
                 "ProviderFallback",
@@ -328,7 +353,7 @@ class Coordinator:
                 from_model=old.model,
                 to_provider=new.provider,
                 to_model=new.model,
-                reason="quota_exhausted",
+                reason=reason,
             )
         )
 

@@ -161,7 +161,14 @@ def drive(
     events_path = settings.resolved_events_path(job_id)
     events = EventLog(events_path, publish=partial(store.publish_events, job_id))
     app = create_app(settings, redis_url)
-    coordinator = Coordinator(store, CeleryDispatcher(app), events, lease=lease, speculate=settings.speculate)
+    coordinator = Coordinator(
+        store,
+        CeleryDispatcher(app),
+        events,
+        lease=lease,
+        speculate=settings.speculate,
+        fallback_after_s=settings.fallback_after_s,
+    )
     try:
         return coordinator.run(job_id, on_step), str(events_path)
     finally:

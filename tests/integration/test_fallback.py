@@ -42,9 +42,21 @@ class _NoQuota(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def no_quota_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoQuota)
+class _Down(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server in an outage: every call is a 503."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
@@ -52,9 +64,25 @@ def no_quota_url() -> Iterator[str]:
     server.server_close()
 
 
-def run(redis_url: str, tmp_path: Path, fallbacks: list[str]) -> tuple[JobSummary, list[dict[str, object]]]:
+@pytest.fixture
+def no_quota_url() -> Iterator[str]:
+    yield from serve(_NoQuota)
+
+
+@pytest.fixture
+def down_url() -> Iterator[str]:
+    yield from serve(_Down)
+
+
+def run(
+    redis_url: str, tmp_path: Path, fallbacks: list[str], **settings_fields: float
+) -> tuple[JobSummary, list[dict[str, object]]]:
     settings = Settings(
-        redis_url=redis_url, llm_provider="openai", data_dir=tmp_path, fallback_providers=fallbacks
+        redis_url=redis_url,
+        llm_provider="openai",
+        data_dir=tmp_path,
+        fallback_providers=fallbacks,
+        **settings_fields,  # type: ignore[arg-type]
     )
     store = RedisStore.from_url(redis_url)
     domain = get_domain("hanoi", disks=4)
@@ -95,3 +123,20 @@ def test_exhausted_quota_without_a_fallback_pauses_the_job(
     summary, _events = run(redis_url, tmp_path, [])
     assert summary.status is JobStatus.PAUSED
     assert summary.reason is not None and summary.reason.startswith("quota_exhausted")
+
+
+def test_a_provider_down_past_fallback_after_s_falls_back(
+    redis_url: str,
+    tmp_path: Path,
+    down_url: str,
+    sim_server: Callable[..., str],
+    workers: Callable[..., object],
+) -> None:
+    env = {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": down_url}
+    workers(2, sim_url=sim_server(p=0.95, seed=12), extra_env=env)
+    summary, events = run(redis_url, tmp_path, ["sim"], fallback_after_s=2.0)
+    assert (summary.status, summary.errors_vs_oracle, summary.steps_done) == (JobStatus.SUCCEEDED, 0, 15)
+    assert summary.provider_fallbacks == ["openai:gpt-4.1-mini -> sim:sim-hanoi (provider_unavailable)"]
+    (switch,) = [event for event in events if event["event"] == "ProviderFallback"]
+    assert (switch["step"], switch["reason"]) == (0, "provider_unavailable")
+    assert summary.api_errors > 0  # the 503s were reported, not hidden
