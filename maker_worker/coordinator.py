@@ -62,6 +62,7 @@ class StepBook:
 
     step: int
     k: int
+    first_temperature: float
     state: JSONValue
     previous_move: JSONValue | None
     opening: int
@@ -71,15 +72,22 @@ class StepBook:
     tally: Tally = field(init=False)
     cursor: str = "0-0"
     """Stream id of the last result read from the step's inbox."""
-    fresh: bool = True
-    """Nothing asked or answered yet from this basis: the first sample goes at temperature 0."""
+    read: bool = False
+    """The inbox was read since the book opened: what an earlier coordinator left is known."""
+    asked: int = 0
+    """Samples asked from this basis, less failed calls: what ``max_samples_per_step`` caps."""
+    cold_asked: set[str] = field(default_factory=set)
+    """Bases already sent a sample at the first (deterministic) temperature."""
+    cold_counted: set[str] = field(default_factory=set)
+    """Bases whose vote at the first temperature is counted: a second one is no independent vote."""
     in_flight: dict[str, float] = field(default_factory=dict)
     dispatched: int = 0
     rounds: int = 0
     results: int = 0
     red_flags: Counter[str] = field(default_factory=Counter)
     discarded_votes: int = 0
-    """Answers asked from another basis (a speculation that lost): read and paid, not counted."""
+    """Answers not counted as votes: asked from another basis (a speculation that lost), or a
+    second answer at the first temperature from one basis."""
     api_errors: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -91,7 +99,7 @@ class StepBook:
         self.basis = basis_of(self.state, self.previous_move)
         self.tally = Tally(self.k)
 
-    def rebase(self, state: JSONValue, previous_move: JSONValue | None) -> None:
+    def rebase(self, state: JSONValue, previous_move: JSONValue | None, now_s: float) -> None:
         """Ask from another state: votes and samples in flight from the old one stop counting.
 
         Samples already read stay counted (they were paid for), their votes as discarded; the
@@ -102,9 +110,10 @@ class StepBook:
         self.discarded_votes += self.tally.total_votes
         self.tally = Tally(self.k)
         self.in_flight = {}
-        self.fresh = True
+        self.asked = 0
         self.fatal_error = None
         self.decision = None
+        self.opened_s = now_s
 
     def absorb(self, result: SampleResult) -> None:
         """Count one sample's result: a vote (if asked from this basis), a red flag or a failed call.
@@ -120,16 +129,30 @@ class StepBook:
         self.api_errors += len(result.api_errors) + (result.error is not None)
         kind = result.error_kind
         if kind is not None:
+            self.asked -= ours  # a failed call is no evidence that the step is contentious
             if ours and kind is not ErrorKind.PROVIDER_UNAVAILABLE:
                 self.fatal_error = (kind, result.error or "", f"{result.provider}:{result.model}")
         elif result.red_flag is not None:
             self.red_flags[result.red_flag] += 1
-        elif result.vote_key is not None and result.basis != self.basis:
-            self.discarded_votes += 1
-        elif result.vote_key is not None:
+        elif result.vote_key is not None and self._counts_as_vote(result):
             self.tally.add(result.sample_id, result.vote_key)
-            self.fresh = False
+        elif result.vote_key is not None:
+            self.discarded_votes += 1
         self.decision = self.decision or self.tally.decision()
+
+    def _counts_as_vote(self, result: SampleResult) -> bool:
+        if result.basis != self.basis:
+            return False
+        if result.temperature != self.first_temperature:
+            return True
+        if self.basis in self.cold_counted:
+            return False
+        self.cold_counted.add(self.basis)
+        return True
+
+    def first_sample_is_cold(self) -> bool:
+        """Whether the next sample should go at the first temperature (once per basis)."""
+        return self.basis not in self.cold_asked and self.basis not in self.cold_counted
 
     def leader(self) -> Candidate | None:
         """The answer ahead of every other by at least one vote, if any."""
@@ -254,8 +277,10 @@ class Coordinator:
         if job.steps_done >= job.steps:
             return None
         window = [self._open(job, job.steps_done, job.state, job.previous_move)]
-        block_ms: int | None = None  # first read: whatever an earlier coordinator left, no wait
         while True:
+            # A book just opened is read at once, without waiting: an earlier coordinator may
+            # have left results in its inbox, which its first round must take into account.
+            block_ms = READ_BLOCK_MS if all(book.read for book in window) else None
             self._read(job, window, block_ms)
             while window[0].decision is not None:
                 head = window.pop(0)
@@ -265,25 +290,28 @@ class Coordinator:
                 if head.step + 1 == job.steps:
                     return None
                 window = self._follow(job, window, head.step + 1, winner)
-            self._fall_back(job, window[0])
+            for book in window:  # exhausted quota is the provider's, whichever step saw it
+                self._fall_back(job, book)
             if (stop := self._check_stop(job, window)) is not None:
                 return stop
             if self.speculate:
                 self._speculate(job, window)
             for book in window:
                 self._top_up(job, book)
-            block_ms = READ_BLOCK_MS
 
     def _open(self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None) -> StepBook:
         self._books_opened += 1
-        return StepBook(step, job.spec.k, state, previous_move, self._books_opened, self.clock())
+        spec = job.spec
+        return StepBook(
+            step, spec.k, spec.first_temperature, state, previous_move, self._books_opened, self.clock()
+        )
 
     def _follow(self, job: JobState, window: list[StepBook], step: int, winner: Candidate) -> list[StepBook]:
         """The new head after a decision: the speculative book if it guessed right, else re-asked."""
         if not window:
             return [self._open(job, step, winner.next_state, winner.move)]
         if window[0].basis != basis_of(winner.next_state, winner.move):
-            window[0].rebase(winner.next_state, winner.move)
+            window[0].rebase(winner.next_state, winner.move, self.clock())
         return window
 
     def _speculate(self, job: JobState, window: list[StepBook]) -> None:
@@ -295,12 +323,13 @@ class Coordinator:
         if len(window) == 1:
             window.append(self._open(job, head.step + 1, leader.next_state, leader.move))
         elif window[1].basis != basis_of(leader.next_state, leader.move):
-            window[1].rebase(leader.next_state, leader.move)
+            window[1].rebase(leader.next_state, leader.move, self.clock())
 
     def _read(self, job: JobState, window: list[StepBook], block_ms: int | None) -> None:
         """Read every open step's new results in one call and count them (all were paid for)."""
         found = self.store.read_results(job.job_id, {book.step: book.cursor for book in window}, block_ms)
         for book in window:
+            book.read = True
             if book.step not in found:
                 continue
             results, book.cursor = found[book.step]
@@ -377,18 +406,23 @@ class Coordinator:
             if status is not JobStatus.RUNNING:
                 return Stop(status, f"{status.value} by operator")
         needed = head.tally.votes_still_needed() - len(head.in_flight)
-        if needed > 0 and not head.in_flight and head.dispatched + needed > job.spec.max_samples_per_step:
+        if needed > 0 and not head.in_flight and head.asked + needed > job.spec.max_samples_per_step:
             return Stop(JobStatus.PAUSED, "contentious_step")
         return None
 
     def _top_up(self, job: JobState, book: StepBook) -> None:
         """Keep enough samples in flight that the leader could still win by k."""
-        room = job.spec.max_samples_per_step - book.dispatched
+        if not book.read or book.fatal_error is not None:
+            return  # not read yet (see _run_steps), or stopped until a fallback or the head's pause
+        room = job.spec.max_samples_per_step - book.asked
         count = min(book.tally.votes_still_needed() - len(book.in_flight), room)
         if count <= 0:
             return
-        requests = [self._request(job, book, first=book.fresh and n == 0) for n in range(count)]
-        book.fresh = False
+        cold = book.first_sample_is_cold()
+        requests = [self._request(job, book, first=cold and n == 0) for n in range(count)]
+        if cold:
+            book.cold_asked.add(book.basis)
+        book.asked += count
         book.rounds += 1
         self.events.flush()
         self.dispatcher.dispatch(requests)
@@ -433,7 +467,7 @@ class Coordinator:
             red_flags=sum(book.red_flags.values()),
         )
         counters = book.counters()
-        outcome = self.store.decide_step(job.job_id, epoch, entry, counters)
+        outcome = self.store.decide_step(job.job_id, epoch, entry, counters, book.cursor)
         if outcome == 0:
             raise LeaseLostError(f"job {job.job_id} step {book.step} is driven by another coordinator")
         if outcome < 0:

@@ -94,7 +94,8 @@ class SampleRequest(_Message):
     budget_limited: bool = False
     """The job has a budget: reserve each call's cost against it before calling."""
     check_step_open: bool = True
-    """False for a fresh step's first round, which is always wanted: saves a Redis round trip."""
+    """False for the first round a coordinator sends for a step, which is always wanted: saves a
+    Redis round trip."""
     basis: str = ""
     """Digest of the (state, previous move) asked from; a step opened speculatively from a leader
     that then lost gets a new basis, and votes from the old one no longer count."""
@@ -141,6 +142,7 @@ class LedgerEntry(_Message):
     winner_votes: int
     runner_up_votes: int
     samples: int
+    """Every result read for the step (all paid for), votes from a lost speculation included."""
     red_flags: int
 
 

@@ -302,8 +302,11 @@ class RedisStore:
             found[steps[stream]] = (results, entries[-1][0])
         return found
 
-    def decide_step(self, job_id: str, epoch: str, entry: LedgerEntry, counters: Mapping[str, int]) -> int:
-        """Append ``entry`` and advance the job.
+    def decide_step(
+        self, job_id: str, epoch: str, entry: LedgerEntry, counters: Mapping[str, int], read_up_to: str
+    ) -> int:
+        """Append ``entry`` and advance the job; results recorded after the stream id
+        ``read_up_to`` (unread when the step was decided) are counted as late samples.
 
         Returns:
             1 when appended, 0 when another coordinator epoch owns the job, -1 when the job's
@@ -323,6 +326,7 @@ class RedisStore:
             json.dumps(entry.move),
             epoch,
             entry.samples,
+            read_up_to,
         ]
         for name, value in counters.items():
             args += [name, value]

@@ -1,8 +1,8 @@
 -- Append a decided step to the ledger and advance the job, atomically and once.
 -- KEYS[1] job hash, KEYS[2] ledger list, KEYS[3] step results stream, KEYS[4] step seen-set
 -- ARGV[1] step, ARGV[2] ledger entry JSON, ARGV[3] next state JSON, ARGV[4] move JSON,
--- ARGV[5] epoch of the deciding coordinator, ARGV[6] samples in the step,
--- then pairs of (counter field, increment).
+-- ARGV[5] epoch of the deciding coordinator, ARGV[6] samples in the step, ARGV[7] the stream id
+-- of the last result the coordinator read, then pairs of (counter field, increment).
 -- Returns 1 when appended, 0 when another coordinator epoch owns the job, -1 when the job's
 -- steps_done is not this step (the caller must re-read the job record).
 local step = tonumber(ARGV[1])
@@ -21,8 +21,16 @@ local most = tonumber(redis.call('HGET', KEYS[1], 'max_samples_in_a_step') or '0
 if tonumber(ARGV[6]) > most then
   redis.call('HSET', KEYS[1], 'max_samples_in_a_step', ARGV[6])
 end
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+-- Results recorded after the coordinator's last read were paid for too: count them as late.
+for _, item in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[7], '+')) do
+  local result = cjson.decode(item[2][2])
+  redis.call('HINCRBY', KEYS[1], 'samples', 1)
+  redis.call('HINCRBY', KEYS[1], 'late_samples', 1)
+  redis.call('HINCRBY', KEYS[1], 'tokens_in', string.format('%d', result['tokens_in'] or 0))
+  redis.call('HINCRBY', KEYS[1], 'tokens_out', string.format('%d', result['tokens_out'] or 0))
 end
 -- The step's inbox and seen-set go now: later results for it are answered 'late' from steps_done.
 redis.call('DEL', KEYS[3], KEYS[4])

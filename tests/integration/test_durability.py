@@ -15,10 +15,11 @@ from typing import IO
 import pytest
 import redis
 
+from maker_worker import keys
 from maker_worker.config import Settings
 from maker_worker.domains import get_domain
 from maker_worker.embedded import free_port, redis_server_binary, stop_process, wait_until
-from maker_worker.jobs import JobStatus, SampleResult
+from maker_worker.jobs import JobStatus, LedgerEntry, SampleResult
 from maker_worker.runner import finish, make_spec, submit
 from maker_worker.store import JobState, RedisStore
 
@@ -254,3 +255,31 @@ def test_finished_and_corrupt_jobs_are_refused_and_left_unchanged(redis_url: str
         done = maker(command, corrupt_id, env={"MAKER_REDIS_URL": redis_url})
         assert done.returncode == 2 and "corrupt record" in done.stderr and "Traceback" not in done.stderr
     assert store.client.hget(f"maker:job:{corrupt_id}", "spec") == "{not json"
+
+
+def test_results_recorded_after_the_last_read_are_counted_as_late(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url)
+    job_id = submit_hanoi(redis_url, disks=3, k=1)
+    epoch = store.begin_epoch(job_id)
+    vote_key = "[[1,0,2],[[3,2],[],[1]]]"
+    for n, tokens in enumerate([(100, 10), (200, 20)]):
+        result = SampleResult(
+            sample_id=f"{job_id}:0:1.0.{n}", vote_key=vote_key, tokens_in=tokens[0], tokens_out=tokens[1]
+        )
+        assert store.record_result(job_id, 0, result) == "recorded"
+    (first_id, _fields), _second = store.client.xrange(keys.step_results(job_id, 0))
+    entry = LedgerEntry(
+        step=0,
+        move=[1, 0, 2],
+        next_state=[[3, 2], [], [1]],
+        votes=1,
+        winner_votes=1,
+        runner_up_votes=0,
+        samples=1,
+        red_flags=0,
+    )
+    counters = {"samples": 1, "votes": 1, "tokens_in": 100, "tokens_out": 10}
+    assert store.decide_step(job_id, epoch, entry, counters, read_up_to=first_id) == 1
+    job = store.load_job(job_id)
+    assert (job.counters["samples"], job.counters["late_samples"]) == (2, 1)
+    assert (job.counters["tokens_in"], job.counters["tokens_out"]) == (300, 30)
