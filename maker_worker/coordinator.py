@@ -398,6 +398,7 @@ class Coordinator:
                 sample_id for sample_id, deadline_s in book.in_flight.items() if deadline_s < now_s
             ]:
                 del book.in_flight[sample_id]  # lost with its worker: _top_up replaces it
+                book.asked -= 1
         if self.lease is not None:
             self.lease.keep()
         if now_s >= self._next_status_check_s:

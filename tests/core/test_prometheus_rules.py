@@ -52,3 +52,9 @@ def test_prometheus_scrapes_workers_and_coordinators_on_the_compose_port() -> No
     for name, service in [("maker-workers", "worker"), ("maker-coordinators", "coordinator")]:
         (target,) = jobs[name]["dns_sd_configs"]
         assert (target["names"], target["port"]) == ([service], port)
+
+
+def test_every_alert_links_an_existing_runbook(rules: list[dict[str, Any]]) -> None:
+    for rule in rules:
+        if "alert" in rule:
+            assert (ROOT / rule["annotations"]["runbook"]).is_file(), rule["alert"]
