@@ -24,6 +24,7 @@ from maker_worker.core.voting import Decision, Tally
 from maker_worker.errors import JobError, LeaseLostError, StoreUnavailableError
 from maker_worker.events import EventLog, make_event, sample_events
 from maker_worker.jobs import (
+    CALL_ERROR_KINDS,
     FINISHED_STATUSES,
     ErrorKind,
     JobStatus,
@@ -126,8 +127,8 @@ class StepBook:
         self.results += 1
         self.tokens_in += result.tokens_in
         self.tokens_out += result.tokens_out
-        self.api_errors += len(result.api_errors) + (result.error is not None)
         kind = result.error_kind
+        self.api_errors += len(result.api_errors) + (kind in CALL_ERROR_KINDS)
         if kind is not None:
             self.asked -= ours  # a failed call is no evidence that the step is contentious
             if ours and kind is not ErrorKind.PROVIDER_UNAVAILABLE:

@@ -35,6 +35,12 @@ class ErrorKind(StrEnum):
     WORKER_CONFIG = "worker_config"
 
 
+CALL_ERROR_KINDS = frozenset(
+    {ErrorKind.PROVIDER_UNAVAILABLE, ErrorKind.QUOTA_EXHAUSTED, ErrorKind.PROVIDER_REJECTED}
+)
+"""Failures of a model call (counted in ``api_errors``); the others stop a sample before its call."""
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

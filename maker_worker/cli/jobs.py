@@ -21,7 +21,7 @@ from maker_worker.cli.app import (
     stderr,
 )
 from maker_worker.cli.progress import StepProgress
-from maker_worker.config import load_settings
+from maker_worker.config import Settings, load_settings
 from maker_worker.core.scaling import expected_cost, expected_votes_per_step, k_min, p_full
 from maker_worker.domains import get_domain
 from maker_worker.errors import ConfigError, JobError
@@ -32,16 +32,22 @@ from maker_worker.summary import build_summary, oracle_errors
 WATCH_POLL_S = 0.5
 
 
-def summarize(store: RedisStore, job: JobState) -> JobSummary:
-    """The job's summary, with errors_vs_oracle replayed over the steps decided so far."""
-    return build_summary(job, oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id)), None)
+def summarize(store: RedisStore, job: JobState, settings: Settings) -> JobSummary:
+    """The job's summary, with errors_vs_oracle replayed over the steps decided so far.
+
+    ``events_path`` is set when the job's event file is on this machine (its coordinator ran here).
+    """
+    events_path = settings.resolved_events_path(job.job_id)
+    errors = oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id))
+    return build_summary(job, errors, str(events_path) if events_path.is_file() else None)
 
 
 @app.command()
 def status(job_id: JobArgument, json_output: JsonOption = False, config: ConfigOption = None) -> None:
     """Show a job's progress and counters (exit 0 only if it succeeded)."""
-    with open_store(load_settings(config)) as store:
-        summary = summarize(store, store.load_job(job_id))
+    settings = load_settings(config)
+    with open_store(settings) as store:
+        summary = summarize(store, store.load_job(job_id), settings)
     report(summary, json_output)
     exit_for(summary)
 
@@ -49,14 +55,15 @@ def status(job_id: JobArgument, json_output: JsonOption = False, config: ConfigO
 @app.command()
 def watch(job_id: JobArgument, config: ConfigOption = None) -> None:
     """Follow a job's progress live from Redis, from any machine, until it stops."""
-    with open_store(load_settings(config)) as store:
+    settings = load_settings(config)
+    with open_store(settings) as store:
         job = store.load_job(job_id)
         with StepProgress(job.steps, stderr, done=job.steps_done) as progress:
             while job.status in ACTIVE_STATUSES:
                 time.sleep(WATCH_POLL_S)
                 job = store.load_job(job_id)
                 progress.update(job.steps_done, job.counters)
-        summary = summarize(store, job)
+        summary = summarize(store, job, settings)
     report(summary, json_output=False)
     exit_for(summary)
 

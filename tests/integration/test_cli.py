@@ -115,6 +115,11 @@ def test_smoke_test_passes_on_the_embedded_default(tmp_path: Path) -> None:
     assert "PASS hanoi-3disk on sim (sim-hanoi): 7/7 steps, errors vs oracle 0" in done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert (summary["status"], summary["errors_vs_oracle"]) == ("succeeded", 0)
+    # The embedded Redis keeps its append-only file: `maker status` reads the job back later.
+    status = maker("status", summary["job_id"], "--json", env={"MAKER_DATA_DIR": str(tmp_path)})
+    assert status.returncode == 0, status.stderr[-2000:]
+    again = json.loads(status.stdout.strip().splitlines()[-1])
+    assert (again["steps_done"], again["events_path"]) == (7, summary["events_path"])
 
 
 def test_smoke_test_fails_when_the_model_is_wrong_too_often(tmp_path: Path) -> None:

@@ -193,6 +193,7 @@ def test_budget_pauses_the_job_and_resume_with_more_finishes_it(
     )
     assert 0 < job.spent_usd <= 0.5
     assert 0 < job.steps_done < job.steps
+    assert job.counters["api_errors"] == 0  # a sample refused by the budget is no API error
     done = maker("resume", job_id, "--budget-usd", "100", "--json", env={"MAKER_REDIS_URL": redis_url})
     assert done.returncode == 0, done.stderr
     assert_complete_ledger(store, job_id)

@@ -85,6 +85,10 @@ def test_failed_calls_do_not_count_against_the_sample_cap() -> None:
     book.absorb(SampleResult(sample_id="a", error="503", error_kind="provider_unavailable", basis=book.basis))
     book.absorb(SampleResult(sample_id="z", error="503", error_kind="provider_unavailable", basis=book.basis))
     assert (book.asked, book.fatal_error, book.api_errors) == (1, None, 2)  # "z" was not ours
+    book.absorb(
+        SampleResult(sample_id="b", error="over budget", error_kind="budget_exhausted", basis=book.basis)
+    )
+    assert book.api_errors == 2 and book.fatal_error is not None  # no call was made: no API error
 
 
 class FirstAnswerWrong:
