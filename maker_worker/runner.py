@@ -32,7 +32,7 @@ from maker_worker.errors import (
     StoreUnavailableError,
 )
 from maker_worker.events import EventLog
-from maker_worker.jobs import Fallback, JobSpec, JobStatus, JobSummary
+from maker_worker.jobs import FINISHED_STATUSES, Fallback, JobSpec, JobStatus, JobSummary
 from maker_worker.lease import Lease, owner_token
 from maker_worker.store import JobState, RedisStore
 from maker_worker.summary import build_summary, oracle_errors
@@ -234,3 +234,22 @@ def _try_drive(settings: Settings, redis_url: str, store: RedisStore, job_id: st
         "job %s %s after %d steps (%s)", job_id, summary.status.value, summary.steps_done, summary.reason
     )
     return True
+
+
+def requeue(
+    store: RedisStore, job_id: str, max_samples_per_step: int | None, budget_usd: float | None
+) -> None:
+    """Apply new caps and queue a paused job again; finished jobs are refused."""
+    job = store.load_job(job_id)
+    if job.status in FINISHED_STATUSES:
+        raise JobError(f"job {job_id} is already {job.status.value}; only paused or running jobs resume")
+    if budget_usd is not None and budget_usd <= job.spent_usd:
+        raise ConfigError(f"--budget-usd {budget_usd} is not above the ${job.spent_usd:.4f} already spent")
+    spec = job.spec
+    if max_samples_per_step is not None:
+        spec = spec.model_copy(update={"max_samples_per_step": max_samples_per_step})
+    store.update_limits(job_id, spec, budget_usd if budget_usd is not None else job.budget_usd)
+    if job.status is JobStatus.PAUSED:
+        status = store.set_status(job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}))
+        if status in FINISHED_STATUSES:
+            raise JobError(f"job {job_id} became {status.value} meanwhile; it cannot resume")

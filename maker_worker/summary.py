@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from maker_worker.config import Settings
+from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
 from maker_worker.jobs import JobSummary, LedgerEntry
-from maker_worker.store import JobState
+from maker_worker.store import JobState, RedisStore
 
 
 def oracle_errors(domain: Domain, entries: Iterable[LedgerEntry]) -> int | None:
@@ -55,3 +57,13 @@ def build_summary(job: JobState, errors_vs_oracle: int | None, events_path: str 
         model=job.spec.model,
         events_path=events_path,
     )
+
+
+def summarize(store: RedisStore, job: JobState, settings: Settings) -> JobSummary:
+    """The job's summary, with errors_vs_oracle replayed over the steps decided so far.
+
+    ``events_path`` is set when the job's event file is on this machine (its coordinator ran here).
+    """
+    events_path = settings.resolved_events_path(job.job_id)
+    errors = oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id))
+    return build_summary(job, errors, str(events_path) if events_path.is_file() else None)

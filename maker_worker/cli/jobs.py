@@ -21,25 +21,14 @@ from maker_worker.cli.app import (
     stderr,
 )
 from maker_worker.cli.progress import StepProgress
-from maker_worker.config import Settings, load_settings
+from maker_worker.config import load_settings
 from maker_worker.core.scaling import expected_cost, expected_votes_per_step, k_min, p_full
-from maker_worker.domains import get_domain
 from maker_worker.errors import ConfigError, JobError
-from maker_worker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus, JobSummary
-from maker_worker.store import JobState, RedisStore
-from maker_worker.summary import build_summary, oracle_errors
+from maker_worker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
+from maker_worker.store import JobState
+from maker_worker.summary import summarize
 
 WATCH_POLL_S = 0.5
-
-
-def summarize(store: RedisStore, job: JobState, settings: Settings) -> JobSummary:
-    """The job's summary, with errors_vs_oracle replayed over the steps decided so far.
-
-    ``events_path`` is set when the job's event file is on this machine (its coordinator ran here).
-    """
-    events_path = settings.resolved_events_path(job.job_id)
-    errors = oracle_errors(get_domain(job.spec.task), store.ledger(job.job_id))
-    return build_summary(job, errors, str(events_path) if events_path.is_file() else None)
 
 
 @app.command()

@@ -23,14 +23,15 @@ from maker_worker.cli.progress import StepProgress
 from maker_worker.config import Settings, load_settings
 from maker_worker.domains import get_domain
 from maker_worker.domains.base import Domain
-from maker_worker.errors import ConfigError, JobError
-from maker_worker.jobs import FINISHED_STATUSES, JobSpec, JobStatus, JobSummary
+from maker_worker.errors import ConfigError
+from maker_worker.jobs import JobSpec, JobStatus, JobSummary
 from maker_worker.providers import check_embedded_provider
 from maker_worker.runner import (
     SimOptions,
     drive,
     finish,
     make_spec,
+    requeue,
     resolve_k,
     serve_coordinator,
     services,
@@ -206,25 +207,6 @@ def resume(
         summary = drive_in_foreground(settings, redis_url, store, job_id)
     report(summary, json_output)
     exit_for(summary)
-
-
-def requeue(
-    store: RedisStore, job_id: str, max_samples_per_step: int | None, budget_usd: float | None
-) -> None:
-    """Apply new caps and queue a paused job again; finished jobs are refused."""
-    job = store.load_job(job_id)
-    if job.status in FINISHED_STATUSES:
-        raise JobError(f"job {job_id} is already {job.status.value}; only paused or running jobs resume")
-    if budget_usd is not None and budget_usd <= job.spent_usd:
-        raise ConfigError(f"--budget-usd {budget_usd} is not above the ${job.spent_usd:.4f} already spent")
-    spec = job.spec
-    if max_samples_per_step is not None:
-        spec = spec.model_copy(update={"max_samples_per_step": max_samples_per_step})
-    store.update_limits(job_id, spec, budget_usd if budget_usd is not None else job.budget_usd)
-    if job.status is JobStatus.PAUSED:
-        status = store.set_status(job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}))
-        if status in FINISHED_STATUSES:
-            raise JobError(f"job {job_id} became {status.value} meanwhile; it cannot resume")
 
 
 @app.command()
