@@ -63,7 +63,8 @@ class StepBook:
 
     step: int
     k: int
-    first_temperature: float
+    cold_temperature: float | None
+    """The deterministic first-sample temperature, when it differs from the voting one."""
     state: JSONValue
     previous_move: JSONValue | None
     opening: int
@@ -144,7 +145,7 @@ class StepBook:
     def _counts_as_vote(self, result: SampleResult) -> bool:
         if result.basis != self.basis:
             return False
-        if result.temperature != self.first_temperature:
+        if self.cold_temperature is None or result.temperature != self.cold_temperature:
             return True
         if self.basis in self.cold_counted:
             return False
@@ -153,6 +154,8 @@ class StepBook:
 
     def first_sample_is_cold(self) -> bool:
         """Whether the next sample should go at the first temperature (once per basis)."""
+        if self.cold_temperature is None:
+            return False
         return self.basis not in self.cold_asked and self.basis not in self.cold_counted
 
     def leader(self) -> Candidate | None:
@@ -297,15 +300,14 @@ class Coordinator:
                 return stop
             if self.speculate:
                 self._speculate(job, window)
-            for book in window:
-                self._top_up(job, book)
+            for index, book in enumerate(window):
+                self._top_up(job, book, speculative=index > 0)
 
     def _open(self, job: JobState, step: int, state: JSONValue, previous_move: JSONValue | None) -> StepBook:
         self._books_opened += 1
         spec = job.spec
-        return StepBook(
-            step, spec.k, spec.first_temperature, state, previous_move, self._books_opened, self.clock()
-        )
+        cold = spec.first_temperature if spec.first_temperature != spec.temperature else None
+        return StepBook(step, spec.k, cold, state, previous_move, self._books_opened, self.clock())
 
     def _follow(self, job: JobState, window: list[StepBook], step: int, winner: Candidate) -> list[StepBook]:
         """The new head after a decision: the speculative book if it guessed right, else re-asked."""
@@ -412,10 +414,16 @@ class Coordinator:
             return Stop(JobStatus.PAUSED, "contentious_step")
         return None
 
-    def _top_up(self, job: JobState, book: StepBook) -> None:
-        """Keep enough samples in flight that the leader could still win by k."""
+    def _top_up(self, job: JobState, book: StepBook, *, speculative: bool) -> None:
+        """Keep enough samples in flight that the leader could still win by k.
+
+        A speculative step gets at most ``max_samples_per_step`` samples over all the bases it
+        is asked from, however often the head's leader changes.
+        """
         if not book.read or book.fatal_error is not None:
             return  # not read yet (see _run_steps), or stopped until a fallback or the head's pause
+        if speculative and book.dispatched >= job.spec.max_samples_per_step:
+            return
         room = job.spec.max_samples_per_step - book.asked
         count = min(book.tally.votes_still_needed() - len(book.in_flight), room)
         if count <= 0:

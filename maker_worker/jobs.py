@@ -167,7 +167,8 @@ class JobSummary(BaseModel):
     red_flags: int
     red_flags_by_type: dict[str, int]
     discarded_votes: int = 0
-    """Answers asked from a speculative state that then lost: paid for, never counted as votes."""
+    """Answers paid for but not counted as votes: asked from a speculative state that lost, or a
+    second answer at the deterministic first temperature from one state."""
     late_samples: int = 0
     """Samples that came back after their step was decided: paid for (in samples and tokens), unread."""
     api_errors: int

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from itertools import islice
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import Field
 
 from maker_worker import __version__
 from maker_worker.config import Settings, load_settings
@@ -29,8 +30,8 @@ from maker_worker.runner import make_spec, requeue, resolve_k, submit
 from maker_worker.store import JobState, RedisStore
 from maker_worker.summary import summarize
 
-LEDGER_PAGE_MAX = 1000
-"""Most ledger entries one ``job_ledger`` call returns (results stay small for the client)."""
+PAGE_MAX = 1000
+"""Most jobs or ledger entries one call returns (results stay small for the client)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -80,7 +81,12 @@ def open_store(config: Settings) -> Iterator[RedisStore]:
 
 @server.tool()
 @tool_errors
-def plan_k(p: float, steps: int, target: float = 0.95, cost_per_sample_usd: float = 0.0) -> dict[str, Any]:
+def plan_k(
+    p: float,
+    steps: Annotated[int, Field(ge=1)],
+    target: float = 0.95,
+    cost_per_sample_usd: Annotated[float, Field(ge=0)] = 0.0,
+) -> dict[str, Any]:
     """The scaling-law plan for a task: k_min for a per-sample success p (> 0.5), the chance of
     solving all ``steps`` steps with it, expected votes per step and the expected cost."""
     k = k_min(p, steps, target)
@@ -99,13 +105,13 @@ def plan_k(p: float, steps: int, target: float = 0.95, cost_per_sample_usd: floa
 @tool_errors
 def submit_job(
     task: str,
-    k: int | None = None,
+    k: Annotated[int | None, Field(ge=1)] = None,
     target: float | None = None,
     p_estimate: float | None = None,
     provider: str | None = None,
     model: str | None = None,
-    budget_usd: float | None = None,
-    max_samples_per_step: int | None = None,
+    budget_usd: Annotated[float | None, Field(gt=0)] = None,
+    max_samples_per_step: Annotated[int | None, Field(ge=1)] = None,
 ) -> dict[str, Any]:
     """Queue a job (e.g. task "hanoi-20disk") for the fleet's coordinators; returns its id.
     Give k, or target with p_estimate (k = k_min); provider and model default to the config."""
@@ -128,11 +134,11 @@ def job_status(job_id: str) -> dict[str, Any]:
 
 @server.tool()
 @tool_errors
-def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = 50) -> list[dict[str, Any]]:
     """The most recent jobs (newest first): id, task, status, reason and progress."""
     with open_store(settings()) as store:
-        jobs = [job for job_id in store.job_ids() if (job := _readable(store, job_id)) is not None]
-    jobs.sort(key=lambda job: job.created_at_s, reverse=True)
+        newest = store.job_ids(newest=limit)
+        jobs = [job for job_id in newest if (job := _readable(store, job_id)) is not None]
     return [
         {
             "job_id": job.job_id,
@@ -142,7 +148,7 @@ def list_jobs(limit: int = 50) -> list[dict[str, Any]]:
             "steps_done": job.steps_done,
             "steps": job.steps,
         }
-        for job in jobs[: max(0, limit)]
+        for job in jobs
     ]
 
 
@@ -155,12 +161,15 @@ def _readable(store: RedisStore, job_id: str) -> JobState | None:
 
 @server.tool()
 @tool_errors
-def job_ledger(job_id: str, start: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+def job_ledger(
+    job_id: str,
+    start: Annotated[int, Field(ge=0)] = 0,
+    limit: Annotated[int, Field(ge=1, le=PAGE_MAX)] = 100,
+) -> list[dict[str, Any]]:
     """Decided steps of a job in order (move, next state, votes), from step ``start``."""
-    limit = min(max(0, limit), LEDGER_PAGE_MAX)
     with open_store(settings()) as store:
         store.load_job(job_id)
-        entries = islice(store.ledger(job_id), start, start + limit)
+        entries = islice(store.ledger(job_id, start=start, batch=limit), limit)
         return [entry.model_dump(mode="json") for entry in entries]
 
 
@@ -178,7 +187,9 @@ def cancel_job(job_id: str) -> dict[str, Any]:
 @server.tool()
 @tool_errors
 def resume_job(
-    job_id: str, budget_usd: float | None = None, max_samples_per_step: int | None = None
+    job_id: str,
+    budget_usd: Annotated[float | None, Field(gt=0)] = None,
+    max_samples_per_step: Annotated[int | None, Field(ge=1)] = None,
 ) -> dict[str, Any]:
     """Queue a paused job again, optionally with a higher budget or per-step sample cap (what
     pauses a job); a coordinator continues it where it stopped."""

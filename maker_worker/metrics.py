@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from maker_worker.errors import ConfigError
+from maker_worker.errors import ConfigError, ProviderError, RateLimitedError
 from maker_worker.jobs import ApiErrorReport, SampleRequest, SampleResult
 
 _MODEL = ("provider", "model")
@@ -26,7 +26,9 @@ LLM_CALLS = Counter(
     [*_MODEL, "result"],
 )
 LLM_ATTEMPT_ERRORS = Counter(
-    "maker_llm_attempt_errors", "Failed attempts inside calls (retried or not).", [*_MODEL, "rate_limited"]
+    "maker_llm_attempt_errors",
+    "Failed attempts of model calls: each retried one, and the last of a failed call.",
+    [*_MODEL, "rate_limited"],
 )
 LLM_LATENCY = Histogram(
     "maker_llm_latency_seconds",
@@ -46,7 +48,10 @@ STEPS_FIRST_ROUND = Counter(
     ["task"],
 )
 DISCARDED_VOTES = Counter(
-    "maker_discarded_votes", "Answers asked from a speculative state that then lost.", ["task"]
+    "maker_discarded_votes",
+    "Answers not counted as votes: asked from a speculative state that lost, or a second one at "
+    "the deterministic first temperature.",
+    ["task"],
 )
 STEP_DURATION = Histogram(
     "maker_step_duration_seconds",
@@ -73,13 +78,22 @@ def serve(port: int | None) -> None:
 
 
 def observe_call(
-    request: SampleRequest, result: SampleResult, reports: list[ApiErrorReport], waited_s: float
+    request: SampleRequest,
+    result: SampleResult,
+    reports: list[ApiErrorReport],
+    waited_s: float,
+    failure: ProviderError | None,
 ) -> None:
-    """Count one sample that called the model: the call, its tokens, latency and limiter wait."""
+    """Count one sample that called the model: the call, its tokens, latency and limiter wait.
+
+    ``reports`` are the retried attempts; ``failure`` the error that ended a failed call.
+    """
     model = (request.provider, request.model)
     LIMITER_WAIT.labels(*model).inc(waited_s)
     for report in reports:
         LLM_ATTEMPT_ERRORS.labels(*model, str(report.rate_limited).lower()).inc()
+    if failure is not None:
+        LLM_ATTEMPT_ERRORS.labels(*model, str(isinstance(failure, RateLimitedError)).lower()).inc()
     if result.error is not None:
         LLM_CALLS.labels(*model, "failed").inc()
         SAMPLES.labels(*model, "error").inc()

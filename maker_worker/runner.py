@@ -244,7 +244,9 @@ def requeue(
     if job.status in FINISHED_STATUSES:
         raise JobError(f"job {job_id} is already {job.status.value}; only paused or running jobs resume")
     if budget_usd is not None and budget_usd <= job.spent_usd:
-        raise ConfigError(f"--budget-usd {budget_usd} is not above the ${job.spent_usd:.4f} already spent")
+        raise ConfigError(f"the budget ${budget_usd} is not above the ${job.spent_usd:.4f} already spent")
+    if max_samples_per_step is not None and max_samples_per_step < 1:
+        raise ConfigError(f"the sample cap per step must be at least 1, got {max_samples_per_step}")
     spec = job.spec
     if max_samples_per_step is not None:
         spec = spec.model_copy(update={"max_samples_per_step": max_samples_per_step})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -126,12 +127,13 @@ def take_sample(request: SampleRequest, ctx: WorkerContext) -> SampleResult:
         raise
     ctx.take_reports()
     ctx.calling(request)
-    result = sample_once(request, provider)
+    failures: list[ProviderError] = []
+    result = sample_once(request, provider, on_failure=failures.append)
     used_tokens = result.tokens_in + result.tokens_out if result.error is None else reserved_tokens
     spent_usd = _cost_usd(request, result.tokens_in, result.tokens_out)
     _settle_quietly(ctx, request, reserved_tokens, used_tokens, spent_usd - reserved_usd)
     reports = ctx.take_reports()
-    metrics.observe_call(request, result, reports, waited_s)
+    metrics.observe_call(request, result, reports, waited_s, failures[0] if failures else None)
     return result.model_copy(update={"api_errors": reports})
 
 
@@ -204,8 +206,11 @@ def _error_kind(error: ProviderError) -> ErrorKind:
     return ErrorKind.PROVIDER_UNAVAILABLE
 
 
-def sample_once(request: SampleRequest, provider: Provider) -> SampleResult:
-    """Call the model once and judge the answer: a vote key, a red flag or an error."""
+def sample_once(
+    request: SampleRequest, provider: Provider, on_failure: Callable[[ProviderError], None] | None = None
+) -> SampleResult:
+    """Call the model once and judge the answer: a vote key, a red flag or an error (which
+    ``on_failure`` also gets)."""
     prompt = domain_for(request.task).build_prompt(request.state, request.previous_move)
     started_s = time.perf_counter()
     try:
@@ -213,6 +218,8 @@ def sample_once(request: SampleRequest, provider: Provider) -> SampleResult:
             prompt, model=request.model, temperature=request.temperature, max_tokens=request.max_output_tokens
         )
     except ProviderError as exc:
+        if on_failure is not None:
+            on_failure(exc)
         return failed(request, _error_kind(exc), f"{type(exc).__name__}: {exc}")
     return judge(request, completion, latency_ms=(time.perf_counter() - started_s) * 1000)
 

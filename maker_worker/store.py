@@ -178,9 +178,12 @@ class RedisStore:
                 f"job {job_id} has a corrupt record ({type(exc).__name__}: {exc})"
             ) from None
 
-    def job_ids(self) -> list[str]:
+    def job_ids(self, newest: int | None = None) -> list[str]:
+        """Every job id, oldest first; or the ``newest`` most recent ones, newest first."""
         with _redis_errors("listing jobs"):
-            return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))
+            if newest is None:
+                return cast(list[str], self.client.zrange(keys.jobs_index(), 0, -1))
+            return cast(list[str], self.client.zrevrange(keys.jobs_index(), 0, newest - 1))
 
     def set_status(
         self,
@@ -332,9 +335,8 @@ class RedisStore:
             args += [name, value]
         return int(self._run("decide_step", "deciding a step", job_keys, args))
 
-    def ledger(self, job_id: str, batch: int = 1000) -> Iterator[LedgerEntry]:
-        """The decided steps in order, read in batches."""
-        start = 0
+    def ledger(self, job_id: str, start: int = 0, batch: int = 1000) -> Iterator[LedgerEntry]:
+        """The decided steps in order from step ``start``, read in batches."""
         while True:
             with _redis_errors("reading the ledger"):
                 rows = cast(list[str], self.client.lrange(keys.ledger(job_id), start, start + batch - 1))

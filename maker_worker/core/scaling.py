@@ -33,6 +33,8 @@ def k_min(p: float, steps: int, target: float, steps_per_agent: int = 1) -> int:
     _check_p(p)
     if not 0.0 < target < 1.0:
         raise ValueError(f"target success must be in (0, 1), got {target}")
+    if steps < 1:
+        raise ValueError(f"a task has at least one step, got {steps}")
     if p == 1.0:
         return 1
     numerator = math.log(target ** (-steps_per_agent / steps) - 1.0)

@@ -15,6 +15,15 @@ end
 if redis.call('LLEN', KEYS[2]) ~= step then
   return redis.error_reply('ledger length does not match steps_done')
 end
+-- Results recorded after the coordinator's last read were paid for too: they count as late.
+-- Decoded before any write, so a bad entry fails the script with nothing changed.
+local late, late_in, late_out = 0, 0, 0
+for _, item in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[7], '+')) do
+  local result = cjson.decode(item[2][2])
+  late = late + 1
+  late_in = late_in + (tonumber(result['tokens_in']) or 0)
+  late_out = late_out + (tonumber(result['tokens_out']) or 0)
+end
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[1], 'steps_done', step + 1, 'state', ARGV[3], 'previous_move', ARGV[4])
 local most = tonumber(redis.call('HGET', KEYS[1], 'max_samples_in_a_step') or '0')
@@ -24,13 +33,11 @@ end
 for i = 8, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
 end
--- Results recorded after the coordinator's last read were paid for too: count them as late.
-for _, item in ipairs(redis.call('XRANGE', KEYS[3], '(' .. ARGV[7], '+')) do
-  local result = cjson.decode(item[2][2])
-  redis.call('HINCRBY', KEYS[1], 'samples', 1)
-  redis.call('HINCRBY', KEYS[1], 'late_samples', 1)
-  redis.call('HINCRBY', KEYS[1], 'tokens_in', string.format('%d', result['tokens_in'] or 0))
-  redis.call('HINCRBY', KEYS[1], 'tokens_out', string.format('%d', result['tokens_out'] or 0))
+if late > 0 then
+  redis.call('HINCRBY', KEYS[1], 'samples', late)
+  redis.call('HINCRBY', KEYS[1], 'late_samples', late)
+  redis.call('HINCRBY', KEYS[1], 'tokens_in', string.format('%d', late_in))
+  redis.call('HINCRBY', KEYS[1], 'tokens_out', string.format('%d', late_out))
 end
 -- The step's inbox and seen-set go now: later results for it are answered 'late' from steps_done.
 redis.call('DEL', KEYS[3], KEYS[4])

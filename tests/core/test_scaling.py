@@ -39,6 +39,12 @@ def test_k_min_needs_p_above_half(p: float) -> None:
         k_min(p, 100, 0.95)
 
 
+@pytest.mark.parametrize("steps", [0, -3])
+def test_k_min_needs_a_step(steps: int) -> None:
+    with pytest.raises(ValueError, match="at least one step"):
+        k_min(0.9, steps, 0.95)
+
+
 def test_p_step_grows_with_k() -> None:
     assert p_step(0.8, 1) == pytest.approx(0.8)
     assert p_step(0.8, 1) < p_step(0.8, 2) < p_step(0.8, 5) < 1.0

@@ -158,6 +158,9 @@ def test_a_paused_job_resumes_with_a_higher_budget_and_a_queued_one_cancels(
         ("submit_job", {"task": "hanoi-3disk", "provider": "nope"}, "nope"),
         ("job_status", {"job_id": "nosuchjob"}, "no job with id 'nosuchjob'"),
         ("plan_k", {"p": 0.4, "steps": 10}, "per-sample success p must be in (0.5, 1]"),
+        ("plan_k", {"p": 0.9, "steps": 0}, "steps"),
+        ("resume_job", {"job_id": "x", "max_samples_per_step": 0}, "max_samples_per_step"),
+        ("job_ledger", {"job_id": "x", "limit": 100000}, "limit"),
     ],
 )
 def test_bad_input_is_a_clear_tool_error(

@@ -35,7 +35,7 @@ def new_book(k: int = 2) -> StepBook:
     return StepBook(
         step=1,
         k=k,
-        first_temperature=0.0,
+        cold_temperature=0.0,
         state=[[3, 2, 1], [], []],
         previous_move=None,
         opening=1,
@@ -299,3 +299,46 @@ def test_a_step_opened_late_first_reads_what_an_earlier_coordinator_left(
     dispatcher.join()
     assert (finish(store, job).status, finish(store, job).errors_vs_oracle) == (JobStatus.SUCCEEDED, 0)
     assert [request for request in dispatcher.requests if request.step == 1] == []
+
+
+def test_with_one_temperature_for_all_samples_every_agreeing_vote_counts() -> None:
+    book = StepBook(
+        step=0,
+        k=3,
+        cold_temperature=None,
+        state=[[3, 2, 1], [], []],
+        previous_move=None,
+        opening=1,
+        opened_s=0.0,
+    )
+    for n in range(3):
+        book.absorb(vote(f"s{n}", RIGHT, book.basis, temperature=0.0))
+    assert book.decision is not None and (book.decision.winner_votes, book.discarded_votes) == (3, 0)
+    assert not book.first_sample_is_cold()
+
+
+def test_a_speculative_step_gets_at_most_the_cap_over_all_its_bases(redis_url: str, tmp_path: Path) -> None:
+    store = RedisStore.from_url(redis_url)
+    domain = get_domain("hanoi", disks=3)
+    settings = Settings(redis_url=redis_url, llm_provider="sim", max_samples_per_step=5)
+    job_id = submit(store, domain, make_spec(settings, domain, 2))
+    dispatcher = NoDispatch()
+    coordinator = Coordinator(store, dispatcher, EventLog(tmp_path / "events.jsonl"), speculate=True)
+    job = store.load_job(job_id)
+    book = new_book()
+    book.read = True
+    for flip in range(4):  # the head's leader keeps changing: each basis would want 2 samples
+        book.rebase([[3, 2], [], [1]] if flip % 2 else [[3, 2], [1], []], [1, 0, 2], now_s=0.0)
+        coordinator._top_up(job, book, speculative=True)
+    assert book.dispatched == len(dispatcher.requests) == 6  # 2 + 2 + 2, then the cap of 5 is reached
+    coordinator._top_up(job, book, speculative=False)  # as the head it is capped per basis instead
+    assert (book.dispatched, book.asked) == (8, 2)
+    coordinator.events.close()
+
+
+class NoDispatch:
+    def __init__(self) -> None:
+        self.requests: list[SampleRequest] = []
+
+    def dispatch(self, requests: Sequence[SampleRequest]) -> None:
+        self.requests.extend(requests)
