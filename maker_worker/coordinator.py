@@ -205,7 +205,7 @@ class Coordinator:
         events: EventLog,
         *,
         lease: Lease | None = None,
-        speculate: bool = False,
+        speculate: bool = True,
         fallback_after_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,

@@ -163,8 +163,9 @@ def test_low_p_job_is_right_with_and_without_speculation(
     assert (
         summary.samples == summary.votes + summary.red_flags + summary.discarded_votes + summary.late_samples
     )
-    # At p = 0.75 a first answer is wrong at a quarter of the steps: some speculation is dropped.
-    assert summary.discarded_votes > 0 if speculate else summary.discarded_votes == 0
+    # How much speculation is dropped depends on timing (test_a_wrong_leader_... shows that it is);
+    # without speculation nothing is.
+    assert speculate or summary.discarded_votes == 0
 
 
 Answer = Callable[[SampleRequest], "tuple[float, SampleResult]"]
