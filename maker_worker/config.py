@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     events_path: Path | None = None
     data_dir: Path = Field(default_factory=default_data_dir)
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("llm_provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:

@@ -134,13 +134,15 @@ class Embedded:
         self.env["MAKER_SIM_URL"] = url
         return url
 
-    def start_workers(self, count: int, threads: int) -> None:
+    def start_workers(self, count: int, threads: int, metrics_port: int | None = None) -> None:
         """Start ``count`` Celery worker processes with ``threads`` threads each.
 
-        They serve no metrics: one port cannot serve several processes (``maker run`` itself does).
+        With a ``metrics_port`` (where ``maker run`` serves), worker i serves on the port i + 1
+        above it; without one, none serves (whatever a config file says).
         """
-        env = {name: value for name, value in self.env.items() if name != "MAKER_METRICS_PORT"}
         for index in range(count):
+            port = "" if metrics_port is None else str(metrics_port + 1 + index)
+            env = {**self.env, "MAKER_METRICS_PORT": port}
             args = [
                 sys.executable,
                 "-m",

@@ -117,7 +117,7 @@ def services(settings: Settings, *, workers: int, sim: SimOptions | None) -> Ite
         if sim is not None and settings.llm_provider == "sim":
             embedded.start_simulator(sim.p, sim.red_flag_rate, sim.latency_ms, sim.seed)
         if workers > 0:
-            embedded.start_workers(workers, settings.worker_threads)
+            embedded.start_workers(workers, settings.worker_threads, settings.metrics_port)
         yield url
 
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from maker_worker.config import Settings
 from maker_worker.domains import get_domain
-from maker_worker.embedded import free_port
+from maker_worker.embedded import Embedded, free_port
 from maker_worker.jobs import JobStatus
 from maker_worker.runner import drive, finish, make_spec, submit
 from maker_worker.store import RedisStore
@@ -87,3 +87,27 @@ def test_a_busy_metrics_port_is_one_clear_line_and_exit_2(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert done.stderr.startswith(f"maker: error: cannot serve metrics on port {port} (MAKER_METRICS_PORT)")
     assert "Traceback" not in done.stderr
+
+
+def test_embedded_workers_serve_on_the_ports_after_the_runs_own(tmp_path: Path) -> None:
+    port = free_port()
+    with Embedded(tmp_path) as embedded:
+        embedded.start_redis()
+        embedded.start_workers(2, threads=2, metrics_port=port)
+        deadline_s = time.monotonic() + 30
+        served: set[int] = set()
+        while served != {port + 1, port + 2} and time.monotonic() < deadline_s:
+            for worker_port in (port + 1, port + 2):
+                try:
+                    if (
+                        "maker_samples"
+                        in httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=1).text
+                    ):
+                        served.add(worker_port)
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+    assert served == {port + 1, port + 2}
+
+
+def test_an_empty_metrics_port_means_none() -> None:
+    assert Settings(metrics_port="").metrics_port is None  # type: ignore[arg-type]
