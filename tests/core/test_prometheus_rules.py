@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,21 @@ def test_every_alert_links_an_existing_runbook(rules: list[dict[str, Any]]) -> N
     for rule in rules:
         if "alert" in rule:
             assert (ROOT / rule["annotations"]["runbook"]).is_file(), rule["alert"]
+
+
+def test_the_grafana_dashboard_queries_only_existing_series(rules: list[dict[str, Any]]) -> None:
+    dashboard = json.loads((ROOT / "ops" / "grafana" / "dashboards" / "maker.json").read_text())
+    known = exported_names() | {rule["record"] for rule in rules if "record" in rule}
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in exprs for name in NAME.findall(expr)}
+    assert len(dashboard["panels"]) >= 10 and used and used <= known, used - known
+    assert {"maker_api_retry_success_rate", "maker_vote_convergence_rate"} <= used
+
+
+def test_grafana_in_compose_needs_an_admin_password_and_loads_the_dashboard() -> None:
+    grafana = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["grafana"]
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    mounts = {volume.split(":")[0] for volume in grafana["volumes"]}
+    assert {"./ops/grafana/provisioning", "./ops/grafana/dashboards"} <= mounts
+    assert all((ROOT / mount).is_dir() for mount in mounts if mount.startswith("./"))
