@@ -22,7 +22,7 @@ from pydantic import Field
 
 from maker_worker import __version__
 from maker_worker.config import Settings, load_settings
-from maker_worker.core.scaling import expected_cost, expected_votes_per_step, k_min, p_full
+from maker_worker.core.scaling import plan
 from maker_worker.domains import get_domain
 from maker_worker.errors import ConfigError, JobError, MakerError
 from maker_worker.jobs import JobStatus
@@ -89,16 +89,7 @@ def plan_k(
 ) -> dict[str, Any]:
     """The scaling-law plan for a task: k_min for a per-sample success p (> 0.5), the chance of
     solving all ``steps`` steps with it, expected votes per step and the expected cost."""
-    k = k_min(p, steps, target)
-    return {
-        "steps": steps,
-        "p": p,
-        "target": target,
-        "k_min": k,
-        "p_full": p_full(p, k, steps),
-        "expected_votes_per_step": expected_votes_per_step(p, k),
-        "expected_cost_usd": expected_cost(cost_per_sample_usd, steps, k, p, 1.0),
-    }
+    return plan(p, steps, target, cost_per_sample_usd)
 
 
 @server.tool()

@@ -41,13 +41,13 @@ from celery import Celery, group
 from maker_worker.celery_app import CeleryDispatcher, create_app
 from maker_worker.config import Settings
 from maker_worker.coordinator import Coordinator, Dispatcher
-from maker_worker.core.models import Candidate
+from maker_worker.core.models import Candidate, JSONValue
 from maker_worker.core.voting import Tally
 from maker_worker.domains import get_domain
 from maker_worker.embedded import Embedded
 from maker_worker.events import EventLog
 from maker_worker.inline import InlineDispatcher
-from maker_worker.jobs import JobStatus, SampleRequest
+from maker_worker.jobs import JobSpec, JobStatus, SampleRequest
 from maker_worker.providers import build_provider
 from maker_worker.runner import make_spec, submit
 from maker_worker.service import WorkerContext, sample_once
@@ -112,6 +112,25 @@ def naive_worker_main(redis_url: str, sim_url: str, threads: int) -> None:
     )
 
 
+def bench_request(
+    job_id: str, spec: JobSpec, step: int, n: int, state: JSONValue, previous_move: JSONValue | None
+) -> SampleRequest:
+    """Sample ``n`` of ``step`` for modes (c) and (d), which run outside the coordinator."""
+    return SampleRequest(
+        job_id=job_id,
+        step=step,
+        sample_id=f"{job_id}:{step}:{n}",
+        task=spec.task,
+        state=state,
+        previous_move=previous_move,
+        provider="sim",
+        model=spec.model,
+        temperature=0.0 if n == 0 else 0.1,
+        max_output_tokens=spec.max_output_tokens,
+        red_flag_max_tokens=spec.red_flag_max_tokens,
+    )
+
+
 def floor_worker_main(redis_url: str, threads: int) -> None:
     """A worker for mode (d): the product's Celery settings and flags, a task that does nothing."""
     app = create_app(Settings(redis_url=redis_url), redis_url)
@@ -134,22 +153,7 @@ def run_floor(settings: Settings, redis_url: str, disks: int) -> float:
     state = domain.initial_state()
     started_s = time.perf_counter()
     for step in range(domain.total_steps):
-        requests = [
-            SampleRequest(
-                job_id="floor",
-                step=step,
-                sample_id=f"floor:{step}:{n}",
-                task=spec.task,
-                state=state,
-                previous_move=None,
-                provider="sim",
-                model=spec.model,
-                temperature=0.0 if n == 0 else 0.1,
-                max_output_tokens=spec.max_output_tokens,
-                red_flag_max_tokens=spec.red_flag_max_tokens,
-            )
-            for n in range(K)
-        ]
+        requests = [bench_request("floor", spec, step, n, state, None) for n in range(K)]
         with app.producer_or_acquire() as producer, producer.batch():
             for request in requests:
                 app.send_task(
@@ -203,21 +207,8 @@ def run_naive(settings: Settings, redis_url: str, disks: int) -> float:
             count = tally.votes_still_needed()
             requests = []
             for _ in range(count):
-                requests.append(
-                    SampleRequest(
-                        job_id="naive",
-                        step=step,
-                        sample_id=f"naive:{step}:{n}",
-                        task=spec.task,
-                        state=state,
-                        previous_move=previous_move,
-                        provider="sim",
-                        model=spec.model,
-                        temperature=0.0 if n == 0 else 0.1,
-                        max_output_tokens=spec.max_output_tokens,
-                        red_flag_max_tokens=spec.red_flag_max_tokens,
-                    ).model_dump(mode="json")
-                )
+                request = bench_request("naive", spec, step, n, state, previous_move)
+                requests.append(request.model_dump(mode="json"))
                 n += 1
             results = (
                 group(app.signature(NAIVE_TASK, args=[r]) for r in requests).apply_async().get(timeout=60)

@@ -22,7 +22,7 @@ from maker_worker.cli.app import (
 )
 from maker_worker.cli.progress import StepProgress
 from maker_worker.config import load_settings
-from maker_worker.core.scaling import expected_cost, expected_votes_per_step, k_min, p_full
+from maker_worker.core.scaling import plan
 from maker_worker.errors import ConfigError, JobError
 from maker_worker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
 from maker_worker.store import JobState
@@ -127,16 +127,7 @@ def estimate(
         raise ConfigError("give exactly one of --disks or --steps")
     total_steps = steps if steps is not None else 2 ** (disks or 0) - 1
     try:
-        k = k_min(p, total_steps, target)
-        plan = {
-            "steps": total_steps,
-            "p": p,
-            "target": target,
-            "k_min": k,
-            "p_full": p_full(p, k, total_steps),
-            "expected_votes_per_step": expected_votes_per_step(p, k),
-            "expected_cost_usd": expected_cost(cost_per_sample_usd, total_steps, k, p, valid_share),
-        }
+        figures = plan(p, total_steps, target, cost_per_sample_usd, valid_share)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    print(json.dumps(plan))
+    print(json.dumps(figures))

@@ -56,3 +56,20 @@ def expected_cost(cost_per_sample: float, steps: int, k: int, p: float, valid_sh
     if not 0.0 < valid_share <= 1.0:
         raise ValueError(f"valid share v must be in (0, 1], got {valid_share}")
     return cost_per_sample * steps * k / (valid_share * (2.0 * p - 1.0))
+
+
+def plan(
+    p: float, steps: int, target: float, cost_per_sample: float = 0.0, valid_share: float = 1.0
+) -> dict[str, float]:
+    """The scaling-law plan for a task: k_min, the full-task success it gives, expected votes per
+    step and the expected cost (as ``maker estimate`` and the MCP ``plan_k`` tool report it)."""
+    k = k_min(p, steps, target)
+    return {
+        "steps": steps,
+        "p": p,
+        "target": target,
+        "k_min": k,
+        "p_full": p_full(p, k, steps),
+        "expected_votes_per_step": expected_votes_per_step(p, k),
+        "expected_cost_usd": expected_cost(cost_per_sample, steps, k, p, valid_share),
+    }
