@@ -25,8 +25,7 @@ from maker_worker.config import Settings, load_settings
 from maker_worker.core.scaling import plan
 from maker_worker.domains import get_domain
 from maker_worker.errors import ConfigError, JobError, MakerError
-from maker_worker.jobs import JobStatus
-from maker_worker.runner import make_spec, requeue, resolve_k, submit
+from maker_worker.runner import cancel, make_spec, requeue, resolve_k, submit
 from maker_worker.store import JobState, RedisStore
 from maker_worker.summary import summarize
 
@@ -169,10 +168,7 @@ def job_ledger(
 def cancel_job(job_id: str) -> dict[str, Any]:
     """Stop a job for good (its ledger is kept); a finished job is left as it is."""
     with open_store(settings()) as store:
-        status = store.set_status(job_id, JobStatus.CANCELLED, "cancelled by operator")
-    if status is not JobStatus.CANCELLED:
-        raise JobError(f"job {job_id} is already {status.value}")
-    return {"job_id": job_id, "status": status.value}
+        return {"job_id": job_id, "status": cancel(store, job_id).status.value}
 
 
 @server.tool()

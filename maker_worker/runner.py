@@ -255,3 +255,16 @@ def requeue(
         status = store.set_status(job_id, JobStatus.QUEUED, only_from=frozenset({JobStatus.PAUSED}))
         if status in FINISHED_STATUSES:
             raise JobError(f"job {job_id} became {status.value} meanwhile; it cannot resume")
+
+
+def cancel(store: RedisStore, job_id: str) -> JobState:
+    """Stop a job for good (its ledger is kept; its coordinator stops within a second).
+
+    Raises:
+        JobError: no such job, or it is finished already (a finished status is final).
+    """
+    store.load_job(job_id)
+    status = store.set_status(job_id, JobStatus.CANCELLED, "cancelled by operator")
+    if status is not JobStatus.CANCELLED:
+        raise JobError(f"job {job_id} is already {status.value}")
+    return store.load_job(job_id)

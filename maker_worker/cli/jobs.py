@@ -24,7 +24,8 @@ from maker_worker.cli.progress import StepProgress
 from maker_worker.config import load_settings
 from maker_worker.core.scaling import plan
 from maker_worker.errors import ConfigError, JobError
-from maker_worker.jobs import ACTIVE_STATUSES, FINISHED_STATUSES, JobStatus
+from maker_worker.jobs import ACTIVE_STATUSES
+from maker_worker.runner import cancel as cancel_job
 from maker_worker.store import JobState
 from maker_worker.summary import summarize
 
@@ -86,12 +87,7 @@ def _list_line(job: JobState, created: str) -> str:
 def cancel(job_id: JobArgument, config: ConfigOption = None) -> None:
     """Stop a job for good; its ledger is kept (its coordinator stops within a second)."""
     with open_store(load_settings(config)) as store:
-        job = store.load_job(job_id)
-        if job.status in FINISHED_STATUSES:
-            raise JobError(f"job {job_id} is already {job.status.value}")
-        status = store.set_status(job_id, JobStatus.CANCELLED, "cancelled by operator")
-        if status is not JobStatus.CANCELLED:
-            raise JobError(f"job {job_id} is already {status.value}")
+        job = cancel_job(store, job_id)
     stderr.print(f"job {job_id} cancelled after {job.steps_done}/{job.steps} steps")
 
 

@@ -212,9 +212,10 @@ class HttpProvider(ABC):
 
     # --- what each adaptor supplies -----------------------------------------------------------
 
-    @abstractmethod
     def _headers(self, api_key: str | None) -> dict[str, str]:
-        """The default headers of every request, authentication included."""
+        """The default headers of every request: a bearer token, none without an API key (local
+        servers, the simulator)."""
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     @abstractmethod
     def _request_body(
@@ -354,3 +355,8 @@ def _translated_errors(provider: str, url: str) -> Iterator[None]:
     except httpx.TransportError as exc:
         message = f"{provider}: cannot reach {public_url(url)} ({type(exc).__name__}: {exc})"
         raise ProviderUnavailableError(message, provider=provider) from exc
+
+
+def chat_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """The prompt as the system and user messages of a chat API (OpenAI and Ollama formats)."""
+    return [{"role": "system", "content": prompt.system}, {"role": "user", "content": prompt.user}]

@@ -14,7 +14,7 @@ from typing import Any
 
 from maker_worker.core.models import Completion, FinishReason, Prompt
 from maker_worker.errors import ProviderError
-from maker_worker.providers.http import ErrorResponse, HttpProvider, token_count
+from maker_worker.providers.http import ErrorResponse, HttpProvider, chat_messages, token_count
 
 _DONE_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 
@@ -29,18 +29,12 @@ class OllamaProvider(HttpProvider):
     path = "/api/chat"
     api = "Ollama /api/chat"
 
-    def _headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
     def _request_body(
         self, prompt: Prompt, *, model: str, temperature: float, max_tokens: int
     ) -> dict[str, Any]:
         return {
             "model": model,
-            "messages": [
-                {"role": "system", "content": prompt.system},
-                {"role": "user", "content": prompt.user},
-            ],
+            "messages": chat_messages(prompt),
             "stream": False,
             "options": {"temperature": temperature, "num_predict": max_tokens},
         }

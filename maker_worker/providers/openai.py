@@ -12,7 +12,7 @@ from typing import Any
 
 from maker_worker.core.models import Completion, FinishReason, Prompt
 from maker_worker.errors import ProviderError
-from maker_worker.providers.http import ErrorResponse, HttpProvider, token_count
+from maker_worker.providers.http import ErrorResponse, HttpProvider, chat_messages, token_count
 
 _QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached"})
 _FINISH_REASONS = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
@@ -29,18 +29,12 @@ class OpenAIProvider(HttpProvider):
     path = "/chat/completions"
     api = "chat-completions"
 
-    def _headers(self, api_key: str | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
     def _request_body(
         self, prompt: Prompt, *, model: str, temperature: float, max_tokens: int
     ) -> dict[str, Any]:
         return {
             "model": model,
-            "messages": [
-                {"role": "system", "content": prompt.system},
-                {"role": "user", "content": prompt.user},
-            ],
+            "messages": chat_messages(prompt),
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
